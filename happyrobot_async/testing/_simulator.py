@@ -1,0 +1,217 @@
+"""`Simulator`: the API on 127.0.0.1, started and stopped as an async context manager."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Sequence
+from types import TracebackType
+
+import attrs
+from aiohttp import web
+
+from ._app import API_PREFIX, SimState, make_app
+from ._clock import SimClock
+from ._faults import Fault, FaultPlan, TokenBucket
+from ._models import OPTIONAL_FIELDS_MODES, OptionalFields, SimModel
+from ._stats import SimulatorStats, StatsRecorder
+from ._store import Lifecycle, Store
+
+
+def _check_mode(_: object, __: attrs.Attribute[str], value: str) -> None:
+    if value not in OPTIONAL_FIELDS_MODES:
+        raise ValueError(f"optional_fields must be one of {OPTIONAL_FIELDS_MODES}")
+
+
+@attrs.define(kw_only=True)
+class Simulator:
+    """A real HTTP server that behaves like HappyRobot's models API, seeded and scriptable.
+
+    `async with Simulator(seed=0) as sim:` listens on `host:port` (port 0: a free
+    one); `sim.base_url` is the API root and `sim.api_key` a key of the default
+    organization. Everything random (ids, outcomes, durations, faults) comes from
+    `seed`.
+    """
+
+    seed: int = 0
+    host: str = "127.0.0.1"
+    port: int = 0
+    _speed: float = attrs.field(default=1.0, alias="speed")
+    _pending_seconds: tuple[float, float] = attrs.field(default=(1.0, 3.0), alias="pending_seconds")
+    _training_seconds: tuple[float, float] = attrs.field(
+        default=(3.0, 10.0), alias="training_seconds"
+    )
+    _failure_rate: float = attrs.field(default=0.1, alias="failure_rate")
+    _use_cases: int = attrs.field(default=3, alias="use_cases")
+    _base_models_per_use_case: int = attrs.field(default=2, alias="base_models_per_use_case")
+    _initial_faults: Sequence[Fault] = attrs.field(default=(), alias="faults")
+    _rate_limit_rps: float | None = attrs.field(default=None, alias="rate_limit_rps")
+    _rate_limit_burst: float | None = attrs.field(default=None, alias="rate_limit_burst")
+    _extra_fields: bool = attrs.field(default=False, alias="extra_fields")
+    _optional_fields: OptionalFields = attrs.field(
+        default="present", alias="optional_fields", validator=_check_mode
+    )
+    log_size: int = 10_000
+    clock: SimClock = attrs.field(init=False)
+    api_key: str = attrs.field(init=False)
+    organization_id: str = attrs.field(init=False)
+    _state: SimState = attrs.field(init=False)
+    _runner: web.AppRunner | None = attrs.field(init=False, default=None)
+
+    def __attrs_post_init__(self) -> None:
+        self.clock = SimClock(speed=self._speed)
+        lifecycle = Lifecycle(
+            pending_seconds=self._pending_seconds,
+            training_seconds=self._training_seconds,
+            failure_rate=self._failure_rate,
+        )
+        store = Store(
+            seed=self.seed,
+            now=self.clock.now,
+            lifecycle=lifecycle,
+            use_cases_per_org=self._use_cases,
+            base_models_per_use_case=self._base_models_per_use_case,
+        )
+        plan = FaultPlan(random.Random(f"happyrobot-simulator:{self.seed}:faults"))
+        plan.faults = self._initial_faults
+        self._state = SimState(
+            store=store,
+            stats=StatsRecorder(log_size=self.log_size),
+            plan=plan,
+            extra_fields=self._extra_fields,
+            optional_fields=self._optional_fields,
+        )
+        self.set_rate_limit(self._rate_limit_rps, self._rate_limit_burst)
+        self.api_key = store.add_api_key()
+        self.organization_id = store.organization_of(self.api_key) or ""
+
+    async def __aenter__(self) -> Simulator:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Start listening; `port` becomes the port actually bound."""
+        if self._runner is not None:
+            raise RuntimeError("the simulator is already running")
+        runner = web.AppRunner(make_app(self._state), access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.host, self.port)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self.port = runner.addresses[0][1]
+
+    async def close(self) -> None:
+        """Stop listening and close every connection (idempotent)."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    @property
+    def origin(self) -> str:
+        """`http://host:port`, without the API prefix."""
+        if self._runner is None:
+            raise RuntimeError("the simulator is not running; use `async with` or start()")
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """The API root, e.g. `http://127.0.0.1:54321/api/v1`."""
+        return f"{self.origin}{API_PREFIX}"
+
+    @property
+    def stats_url(self) -> str:
+        """Where `GET` returns the counters as JSON (no auth)."""
+        return f"{self.origin}/_simulator/stats"
+
+    @property
+    def use_case_ids(self) -> list[str]:
+        """The seeded use cases of the default organization."""
+        return self._state.store.use_case_ids(self.organization_id)
+
+    def use_case_ids_of(self, organization_id: str) -> list[str]:
+        """The seeded use cases of any organization."""
+        return self._state.store.use_case_ids(organization_id)
+
+    def base_model_ids(self, use_case_id: str) -> list[str]:
+        """The seeded base models (active, trainable) of a use case, to clone from."""
+        return self._state.store.base_model_ids(use_case_id)
+
+    def add_api_key(self, organization_id: str | None = None) -> str:
+        """Return a new key for `organization_id`; None makes a new organization (seeded too)."""
+        return self._state.store.add_api_key(organization_id)
+
+    def organization_of(self, api_key: str) -> str | None:
+        """Return the organization of an API key, or None if unknown."""
+        return self._state.store.organization_of(api_key)
+
+    def get_model(self, model_id: str) -> SimModel:
+        """Return the server's truth about a model, any organization (KeyError if unknown)."""
+        return self._state.store.record(model_id).view(self.clock.now())
+
+    @property
+    def models(self) -> list[SimModel]:
+        """Every model (base models included), in creation order."""
+        now = self.clock.now()
+        return [record.view(now) for record in self._state.store.all()]
+
+    def set_status(self, model_id: str, status: str | None) -> None:
+        """Pin a model's status to any string (even outside the contract); None unpins."""
+        self._state.store.record(model_id).pinned_status = status
+
+    @property
+    def faults(self) -> tuple[Fault, ...]:
+        """The active faults; assign a new list to change them at runtime."""
+        return self._state.plan.faults
+
+    @faults.setter
+    def faults(self, faults: Iterable[Fault]) -> None:
+        self._state.plan.faults = faults
+
+    def set_faults(self, faults: Iterable[Fault]) -> None:
+        """Replace the active faults."""
+        self._state.plan.faults = faults
+
+    def set_rate_limit(self, rps: float | None, burst: float | None = None) -> None:
+        """Limit all API requests to `rps` per second (burst default: max(1, rps)); None: off."""
+        bucket = None if rps is None else TokenBucket(rps, burst or max(1.0, rps))
+        self._state.bucket = bucket
+
+    @property
+    def extra_fields(self) -> bool:
+        """Whether models carry the newer revision's extra fields."""
+        return self._state.extra_fields
+
+    @extra_fields.setter
+    def extra_fields(self, value: bool) -> None:
+        self._state.extra_fields = value
+
+    @property
+    def optional_fields(self) -> OptionalFields:
+        """ "present", "omitted" (only required keys) or "null" (nullable ids set to null)."""
+        return self._state.optional_fields
+
+    @optional_fields.setter
+    def optional_fields(self, value: OptionalFields) -> None:
+        if value not in OPTIONAL_FIELDS_MODES:
+            raise ValueError(f"optional_fields must be one of {OPTIONAL_FIELDS_MODES}")
+        self._state.optional_fields = value
+
+    @property
+    def stats(self) -> SimulatorStats:
+        """A snapshot of the counters since the last reset."""
+        return self._state.stats.snapshot()
+
+    def reset_stats(self) -> None:
+        """Zero the counters and clear the request log (models are kept)."""
+        self._state.stats.reset()
