@@ -1,3 +1,57 @@
-"""An asyncio SDK for HappyRobot's model-training API."""
+"""An asyncio SDK for HappyRobot's model-training API.
 
-__version__ = "0.1.0"
+Submit many clone-and-train requests concurrently, follow every model to its
+end with one watcher, and never lose a model or train one twice.
+"""
+
+from ._retry import RetryPolicy
+from ._version import __version__
+from .client import DEFAULT_BASE_URL, HappyRobotClient
+from .errors import (
+    AmbiguousCreateError,
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ConflictError,
+    HappyRobotError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ResponseValidationError,
+    ServerError,
+    TrainingFailedError,
+    WatcherClosedError,
+    WatchTimeoutError,
+)
+from .types import CreateModel, Model, ModelStatus, StatusChange
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AmbiguousCreateError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConflictError",
+    "CreateModel",
+    "HappyRobotClient",
+    "HappyRobotError",
+    "InvalidRequestError",
+    "Model",
+    "ModelStatus",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ResponseValidationError",
+    "RetryPolicy",
+    "ServerError",
+    "StatusChange",
+    "TrainingFailedError",
+    "WatchTimeoutError",
+    "WatcherClosedError",
+    "__version__",
+]

@@ -1,0 +1,160 @@
+"""What to retry, how long to wait, and when to stop: one policy, pure functions.
+
+The rules, as a table a reader can check against `tests/test_retry.py`:
+
+| failure                                   | read (GET) | create (POST)                |
+|-------------------------------------------|------------|------------------------------|
+| connect refused / DNS / connect timeout   | retry      | retry (never sent)           |
+| 408, 429, 503 with Retry-After            | retry      | retry after the wait (refused)|
+| read timeout, disconnect, truncated body  | retry      | reconcile (ambiguous)        |
+| 500, 502, 504, 503 without Retry-After    | retry      | reconcile (ambiguous)        |
+| any other status (4xx, 3xx)               | raise      | raise (fatal)                |
+| a 2xx body of the wrong shape             | raise      | raise (fatal)                |
+
+A server's wait (`retry-after-ms`, else `Retry-After` in seconds or as an HTTP
+date) is obeyed exactly, without jitter, up to `max_retry_after`; a longer
+one is raised at once. Otherwise: full-jitter exponential backoff.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Final
+
+import attrs
+
+from . import errors
+
+__all__ = [
+    "CreateFailure",
+    "RetryBudget",
+    "RetryPolicy",
+    "classify_create_failure",
+    "is_retryable_read",
+    "retry_after_seconds",
+]
+
+_RETRYABLE_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
+_REFUSED_STATUSES: Final = frozenset({408, 429})
+
+
+@attrs.frozen(kw_only=True)
+class RetryPolicy:
+    """How hard to try. Defaults: 5 attempts, 0.5 s * 2^n full jitter capped at 20 s."""
+
+    max_retries: int = attrs.field(default=4, validator=attrs.validators.ge(0))
+    """Retries after the first attempt: at most `max_retries + 1` requests; 0 disables."""
+    initial_delay: float = 0.5
+    max_delay: float = 20.0
+    max_retry_after: float = 120.0
+    """A server's Retry-After longer than this is raised as an error, not waited out."""
+    reconcile_delay: float = 2.0
+    """Creates: how long to let a possibly-stored model settle before looking again."""
+    clock_skew: float = 10.0
+    """Creates: how far the server's clock (and its whole-second timestamps) may be off ours."""
+
+    def backoff_delay(self, retry: int, rng: random.Random | None = None) -> float:
+        """Full jitter: uniform in [0, min(max_delay, initial_delay * 2^retry))."""
+        ceiling = min(self.max_delay, self.initial_delay * 2**retry)
+        return (rng or random).uniform(0, ceiling)
+
+    def delay_for(self, exc: BaseException, retry: int, rng: random.Random | None = None) -> float:
+        """The wait before retry number `retry` (0-based) after `exc`."""
+        server_wait = getattr(exc, "retry_after", None)
+        if server_wait is not None:
+            return float(server_wait)
+        return self.backoff_delay(retry, rng)
+
+    def waits_too_long(self, exc: BaseException) -> bool:
+        """True when the server asked for a wait beyond `max_retry_after`."""
+        server_wait = getattr(exc, "retry_after", None)
+        return server_wait is not None and server_wait > self.max_retry_after
+
+
+def is_retryable_read(exc: BaseException) -> bool:
+    """Whether a failed GET may simply be sent again."""
+    if isinstance(exc, errors.APIConnectionError):
+        return True
+    return isinstance(exc, errors.APIStatusError) and exc.status_code in _RETRYABLE_STATUSES
+
+
+class CreateFailure(enum.Enum):
+    """What a failed POST tells us about whether a model was created."""
+
+    NEVER_SENT = "never sent"
+    REFUSED = "refused"
+    AMBIGUOUS = "ambiguous"
+    FATAL = "fatal"
+
+
+def classify_create_failure(exc: BaseException) -> CreateFailure:
+    """Sort a failed create attempt into the table above."""
+    if isinstance(exc, errors.APIConnectionError):
+        return CreateFailure.AMBIGUOUS if exc.request_sent else CreateFailure.NEVER_SENT
+    if not isinstance(exc, errors.APIStatusError):
+        return CreateFailure.FATAL
+    if exc.status_code in _REFUSED_STATUSES:
+        return CreateFailure.REFUSED
+    if exc.status_code == 503:
+        return CreateFailure.REFUSED if exc.retry_after is not None else CreateFailure.AMBIGUOUS
+    if exc.status_code in _RETRYABLE_STATUSES:
+        return CreateFailure.AMBIGUOUS
+    return CreateFailure.FATAL
+
+
+def retry_after_seconds(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
+    """The server's requested wait: `retry-after-ms`, else `Retry-After` (seconds or date)."""
+    millis = headers.get("retry-after-ms")
+    if millis is not None:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+@attrs.define
+class RetryBudget:
+    """A client-wide retry quota, so a failing server is not hammered.
+
+    Like botocore's retry quota: each retry spends `retry_cost` tokens, each
+    success refunds `success_refund` (up to `capacity`). With the bucket empty,
+    failures are raised at once instead of retried, until successes refill it.
+    With the defaults, about 50 retries in a row without a success empty it.
+    """
+
+    capacity: int = 500
+    retry_cost: int = 10
+    success_refund: int = 1
+    tokens: int = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.tokens = self.capacity
+
+    def try_spend(self) -> bool:
+        """Take the cost of one retry; False when the budget is spent."""
+        if self.tokens < self.retry_cost:
+            return False
+        self.tokens -= self.retry_cost
+        return True
+
+    def refund(self) -> None:
+        """A request succeeded: give back a little."""
+        self.tokens = min(self.capacity, self.tokens + self.success_refund)

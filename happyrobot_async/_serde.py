@@ -1,0 +1,68 @@
+"""The one cattrs converter, built once at import.
+
+Lenient where the server speaks (unknown keys ignored, optional keys defaulted,
+unknown statuses kept as `UNKNOWN`), strict about types: a string where a bool
+belongs is an error, never silently coerced.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import cattrs
+from cattrs.gen import make_dict_structure_fn, override
+
+from .types import Model, ModelStatus
+
+__all__ = ["converter", "structure", "unstructure"]
+
+T = TypeVar("T")
+
+converter = cattrs.Converter()
+
+
+def _strict(kind: type[Any]) -> Any:
+    def hook(value: Any, _: Any) -> Any:
+        # bool is an int subclass: keep it out of int fields, and vice versa.
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
+        return value
+
+    return hook
+
+
+for _kind in (str, bool, int):
+    converter.register_structure_hook(_kind, _strict(_kind))
+
+
+def _structure_datetime(value: Any, _: Any) -> datetime:
+    if not isinstance(value, str):
+        raise TypeError(f"expected an ISO 8601 date-time string, got {type(value).__name__}")
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _structure_status(value: Any, _: Any) -> ModelStatus:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a status string, got {type(value).__name__}")
+    return ModelStatus(value)
+
+
+converter.register_structure_hook(datetime, _structure_datetime)
+converter.register_unstructure_hook(datetime, lambda value: value.isoformat())
+converter.register_structure_hook(ModelStatus, _structure_status)
+converter.register_structure_hook(
+    Model,
+    make_dict_structure_fn(Model, converter, raw_status=override(rename="status")),
+)
+
+
+def structure(data: Any, cls: type[T]) -> T:
+    """Structure `data` into `cls` with the SDK's converter."""
+    return converter.structure(data, cls)
+
+
+def unstructure(value: Any) -> Any:
+    """Unstructure `value` into JSON-ready data with the SDK's converter."""
+    return converter.unstructure(value)

@@ -1,0 +1,183 @@
+"""The protocol, with no I/O: build requests, decode `(status, headers, body)`.
+
+Everything here is a pure function over plain values, so it is tested from
+recorded responses without a network (the gidgethub "sans-I/O" idea).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any, Final, TypeVar
+
+import attrs
+import cattrs
+
+from . import errors
+from ._retry import retry_after_seconds
+from ._serde import converter
+from .types import CreateModel, Model, ModelStatus, check_model_id
+
+__all__ = [
+    "Request",
+    "create_request",
+    "decode_model",
+    "decode_models",
+    "error_for",
+    "get_request",
+    "list_request",
+]
+
+T = TypeVar("T")
+
+_ERROR_BY_STATUS: Final[dict[int, type[errors.APIStatusError]]] = {
+    400: errors.BadRequestError,
+    401: errors.AuthenticationError,
+    403: errors.PermissionDeniedError,
+    404: errors.NotFoundError,
+    409: errors.ConflictError,
+    422: errors.BadRequestError,
+    429: errors.RateLimitError,
+}
+_KNOWN_STATUSES: Final = frozenset(s.value for s in ModelStatus if s is not ModelStatus.UNKNOWN)
+_MAX_BODY_IN_ERROR: Final = 2000
+
+
+@attrs.frozen
+class Request:
+    """One API call, ready to send: method, path under the base URL, query, JSON body."""
+
+    method: str
+    path: str
+    params: tuple[tuple[str, str], ...] = ()
+    body: bytes | None = None
+
+
+def create_request(create: CreateModel) -> Request:
+    """`POST /models` for an already validated create."""
+    body = {
+        "use_case_id": create.use_case_id,
+        "name": create.name,
+        "from_model_id": create.from_model_id,
+        "train_sample_ids": list(create.train_sample_ids),
+        "test_sample_ids": list(create.test_sample_ids),
+        "explain_tools": create.explain_tools,
+    }
+    return Request("POST", "/models", body=json.dumps(body).encode())
+
+
+def get_request(model_id: str) -> Request:
+    """`GET /models/{id}`; refuses an id that is not 24 characters."""
+    return Request("GET", f"/models/{check_model_id(model_id)}")
+
+
+def list_request(
+    use_case_id: str | None = None,
+    status: ModelStatus | str | None = None,
+    trainable: bool | None = None,
+) -> Request:
+    """`GET /models` with its optional filters, each checked before anything is sent."""
+    params: list[tuple[str, str]] = []
+    if use_case_id is not None:
+        if not isinstance(use_case_id, str) or not use_case_id.strip():
+            raise errors.InvalidRequestError("use_case_id", "must be a non-empty string")
+        params.append(("use_case_id", use_case_id))
+    if status is not None:
+        value = status.value if isinstance(status, ModelStatus) else status
+        if value not in _KNOWN_STATUSES:
+            raise errors.InvalidRequestError(
+                "status", f"must be one of {sorted(_KNOWN_STATUSES)}, got {status!r}"
+            )
+        params.append(("status", value))
+    if trainable is not None:
+        if not isinstance(trainable, bool):
+            raise errors.InvalidRequestError("trainable", f"must be a bool, got {trainable!r}")
+        params.append(("trainable", "true" if trainable else "false"))
+    return Request("GET", "/models", params=tuple(params))
+
+
+def decode_model(status: int, headers: Mapping[str, str], body: bytes) -> Model:
+    """A single-model response (create or get) → `Model`, or the matching error."""
+    data = _json_payload(status, headers, body)
+    if not isinstance(data, dict):
+        raise _shape_error(status, body, "expected an object", "$")
+    return _structure(data, Model, status, body)
+
+
+def decode_models(status: int, headers: Mapping[str, str], body: bytes) -> list[Model]:
+    """A list response → `list[Model]`, or the matching error."""
+    data = _json_payload(status, headers, body)
+    if not isinstance(data, list):
+        raise _shape_error(status, body, "expected an array", "$")
+    for index, item in enumerate(data):
+        if not isinstance(item, dict):
+            raise _shape_error(status, body, "expected an object", f"$[{index}]")
+    return _structure(data, list[Model], status, body)
+
+
+def error_for(status: int, headers: Mapping[str, str], body: bytes) -> errors.APIStatusError:
+    """The typed error for a non-2xx response, its message taken from `{"message"}` if any."""
+    text = body[:_MAX_BODY_IN_ERROR].decode("utf-8", errors="replace")
+    message = _message_from(body) or _reason(status)
+    cls = _ERROR_BY_STATUS.get(status)
+    if cls is None:
+        cls = errors.ServerError if status >= 500 else errors.APIStatusError
+    return cls(
+        message,
+        status_code=status,
+        body=text,
+        request_id=_header(headers, "x-request-id"),
+        retry_after=retry_after_seconds(headers),
+    )
+
+
+def _json_payload(status: int, headers: Mapping[str, str], body: bytes) -> Any:
+    if not 200 <= status < 300:
+        raise error_for(status, headers, body)
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise _shape_error(status, body, "body is not JSON", "") from None
+
+
+def _structure(data: Any, cls: type[T], status: int, body: bytes) -> T:
+    try:
+        return converter.structure(data, cls)
+    except cattrs.BaseValidationError as exc:
+        first = cattrs.transform_error(exc)[0]
+        message, _, path = first.rpartition(" @ ")
+        raise _shape_error(status, body, message or first, path or "$") from exc
+
+
+def _shape_error(
+    status: int, body: bytes, message: str, path: str
+) -> errors.ResponseValidationError:
+    text = body[:_MAX_BODY_IN_ERROR].decode("utf-8", errors="replace")
+    return errors.ResponseValidationError(
+        f"response not in the documented shape: {message}", status_code=status, path=path, body=text
+    )
+
+
+def _message_from(body: bytes) -> str | None:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    message = data.get("message") if isinstance(data, dict) else None
+    return message if isinstance(message, str) and message else None
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return f"HTTP {status}"
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is None:
+        lowered = name.lower()
+        value = next((v for k, v in headers.items() if k.lower() == lowered), None)
+    return value

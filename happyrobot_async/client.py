@@ -1,0 +1,260 @@
+"""`HappyRobotClient`: configuration, the session's lifetime, and the `models` resource."""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import logging
+import os
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+from urllib.parse import urlsplit
+
+import aiohttp
+import backoff
+
+from ._create import create_safely
+from ._http import Response, Transport
+from ._retry import RetryBudget, RetryPolicy, is_retryable_read
+from ._version import __version__
+from ._wire import Request, decode_model, decode_models, get_request, list_request
+from .errors import InvalidRequestError
+from .types import CreateModel, Model, ModelStatus, StatusChange
+
+if TYPE_CHECKING:
+    from .watcher import TrainingWatcher
+
+__all__ = ["DEFAULT_BASE_URL", "HappyRobotClient", "Models"]
+
+DEFAULT_BASE_URL: Final = "https://app.happyrobot.ai/api/v1"
+log = logging.getLogger("happyrobot_async")
+T = TypeVar("T")
+
+
+class HappyRobotClient:
+    """An asyncio client for HappyRobot's models API.
+
+    Use it as `async with HappyRobotClient() as client:`; it opens (and closes)
+    its own `aiohttp.ClientSession`, or borrows `session` and never closes it.
+    The key comes from `api_key`, else `HAPPYROBOT_API_KEY`; the URL from
+    `base_url`, else `HAPPYROBOT_BASE_URL`, else the public API.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        *,
+        organization_id: str | None = None,
+        timeout: float = 60.0,
+        connect_timeout: float = 10.0,
+        max_retries: int = 4,
+        retry_policy: RetryPolicy | None = None,
+        max_concurrency: int = 64,
+        rate_limit: float | None = None,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        key = api_key if api_key is not None else os.environ.get("HAPPYROBOT_API_KEY")
+        if not key:
+            raise InvalidRequestError(
+                "api_key", "no API key: pass api_key= or set HAPPYROBOT_API_KEY"
+            )
+        url = base_url or os.environ.get("HAPPYROBOT_BASE_URL") or DEFAULT_BASE_URL
+        self.base_url = _checked_base_url(url)
+        self.organization_id = organization_id
+        if max_concurrency < 1:
+            raise InvalidRequestError("max_concurrency", "must be at least 1")
+        if rate_limit is not None and rate_limit <= 0:
+            raise InvalidRequestError("rate_limit", "must be a positive number of requests/s")
+        if retry_policy is None:
+            retry_policy = RetryPolicy(max_retries=max_retries)
+        self.retry_policy = retry_policy
+        self.retry_budget = RetryBudget()
+        headers = {
+            "authorization": f"Bearer {key}",
+            "accept": "application/json",
+            "content-type": "application/json",
+            "user-agent": f"happyrobot-async/{__version__}",
+        }
+        if organization_id is not None:
+            headers["x-organization-id"] = organization_id
+        self._transport = Transport(
+            self.base_url,
+            headers,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            max_concurrency=max_concurrency,
+            rate_limit=rate_limit,
+            session=session,
+        )
+        self._read_with_retries = backoff.on_exception(
+            self._read_waits,
+            Exception,
+            max_tries=retry_policy.max_retries + 1,
+            giveup=self._give_up_read,
+            on_backoff=_log_retry,
+            jitter=None,
+            logger=None,
+        )(self._read_once)
+        self.models = Models(self)
+
+    def __repr__(self) -> str:
+        return f"HappyRobotClient(base_url={self.base_url!r}, api_key=<hidden>)"
+
+    async def __aenter__(self) -> HappyRobotClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Release the connection pool (unless the session was the caller's)."""
+        await self._transport.close()
+
+    def watcher(self, **options: Any) -> TrainingWatcher:
+        """A `TrainingWatcher` on this client: one poll loop for many models."""
+        from .watcher import TrainingWatcher
+
+        return TrainingWatcher(self, **options)
+
+    async def _send(self, request: Request, attempt: int = 1) -> Response:
+        return await self._transport.send(request, attempt)
+
+    async def _read(self, request: Request, decode: Callable[..., T]) -> T:
+        """Send a GET with the retry policy and decode its response."""
+        result: T = await self._read_with_retries(request, decode, itertools.count(1))
+        return result
+
+    async def _read_once(
+        self, request: Request, decode: Callable[..., T], attempts: Iterator[int]
+    ) -> T:
+        response = await self._send(request, next(attempts))
+        value = decode(response.status, response.headers, response.body)
+        self.retry_budget.refund()
+        return value
+
+    def _give_up_read(self, exc: Exception) -> bool:
+        return not is_retryable_read(exc) or self.retry_policy.waits_too_long(exc)
+
+    def _read_waits(self) -> Any:
+        """backoff's wait generator: our policy's delays, until the retry budget is spent."""
+        retry = 0
+        exc = yield
+        while self.retry_budget.try_spend():
+            exc = yield self.retry_policy.delay_for(exc, retry)
+            retry += 1
+
+
+class Models:
+    """`client.models`: create, get, list, wait for and watch models."""
+
+    def __init__(self, client: HappyRobotClient) -> None:
+        self._client = client
+
+    async def create(
+        self,
+        *,
+        use_case_id: str,
+        name: str,
+        from_model_id: str,
+        train_sample_ids: Sequence[str],
+        test_sample_ids: Sequence[str],
+        explain_tools: bool = True,
+    ) -> Model:
+        """Clone `from_model_id` and start training it; safe to retry, never duplicated."""
+        create = CreateModel(
+            use_case_id=use_case_id,
+            name=name,
+            from_model_id=from_model_id,
+            train_sample_ids=train_sample_ids,
+            test_sample_ids=test_sample_ids,
+            explain_tools=explain_tools,
+        )
+        return await create_safely(self._client, create)
+
+    async def get(self, model_id: str) -> Model:
+        """One model, with its sample ids."""
+        return await self._client._read(get_request(model_id), decode_model)
+
+    async def list(
+        self,
+        *,
+        use_case_id: str | None = None,
+        status: ModelStatus | str | None = None,
+        trainable: bool | None = None,
+    ) -> list[Model]:
+        """Every model matching the filters (list items carry no sample ids)."""
+        request = list_request(use_case_id, status, trainable)
+        return await self._client._read(request, decode_models)
+
+    async def wait(
+        self,
+        model_id: str,
+        *,
+        timeout: float | None = None,
+        poll_interval: float = 2.0,
+        raise_on_failure: bool = False,
+    ) -> Model:
+        """Poll one model until it is `active` or `failed`; return its final state."""
+        from .watcher import wait_for_model
+
+        return await wait_for_model(
+            self._client,
+            model_id,
+            timeout=timeout,
+            poll_interval=poll_interval,
+            raise_on_failure=raise_on_failure,
+        )
+
+    def watch(
+        self, model_ids: Iterable[str], *, poll_interval: float = 2.0
+    ) -> AsyncIterator[StatusChange]:
+        """Every status change of these models, until all of them are terminal."""
+        from .watcher import watch_models
+
+        return watch_models(self._client, list(model_ids), poll_interval=poll_interval)
+
+
+def _checked_base_url(url: str) -> str:
+    """Refuse a URL that would send the key in clear to anything but this machine."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise InvalidRequestError("base_url", f"must be an http(s) URL, got {url!r}")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise InvalidRequestError(
+            "base_url",
+            "plain http is only allowed to a loopback host; the key would travel in clear",
+        )
+    return url.rstrip("/")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _log_retry(details: Any) -> None:
+    request: Request = details["args"][0]
+    log.warning(
+        "retrying %s %s in %.2f s after %s (attempt %d failed)",
+        request.method,
+        request.path,
+        details["wait"],
+        _describe(details["exception"]),
+        details["tries"],
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    status = getattr(exc, "status_code", None)
+    return f"HTTP {status}" if status is not None else type(exc).__name__
