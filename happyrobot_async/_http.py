@@ -64,6 +64,10 @@ class Transport:
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=self._max_concurrency)
             self._session = aiohttp.ClientSession(connector=connector)
+            # aiohttp silently resends a GET once when a pooled connection drops;
+            # our retry policy does that, and `max_retries` must mean what it says.
+            if hasattr(self._session, "_retry_connection"):
+                self._session._retry_connection = False
         return self._session
 
     async def close(self) -> None:
