@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 import happyrobot_async as hr
-from happyrobot_async.testing import Simulator
+from happyrobot_async.testing import Fault, Simulator
 from happyrobot_async.testing.pytest_plugin import SimulatorFactory
 
 SAMPLES = {"train_sample_ids": ["s1", "s2"], "test_sample_ids": ["s3"]}
@@ -143,19 +143,13 @@ async def test_validation_sends_nothing(
 async def test_wrong_shape_and_malformed_json(simulator: Simulator) -> None:
     """A 200 with the wrong shape or no JSON is a ResponseValidationError, not a crash."""
     async with hr.HappyRobotClient(simulator.api_key, simulator.base_url) as client:
-        simulator.faults = [hr_fault("wrong_shape", route="list", body=[{"id": 5}])]
+        simulator.faults = [Fault("wrong_shape", route="list", body=[{"id": 5}])]
         with pytest.raises(hr.ResponseValidationError) as shape:
             await client.models.list()
         assert shape.value.path.startswith("$[0]")
-        simulator.faults = [hr_fault("malformed_json", route="list")]
+        simulator.faults = [Fault("malformed_json", route="list")]
         with pytest.raises(hr.ResponseValidationError, match="not JSON"):
             await client.models.list()
-
-
-def hr_fault(kind: str, **kwargs: Any) -> Any:
-    from happyrobot_async.testing import Fault
-
-    return Fault(kind, **kwargs)  # type: ignore[arg-type]
 
 
 def test_construction_needs_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -193,7 +187,7 @@ async def test_key_never_shown(
     simulator_factory: SimulatorFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The key is absent from the repr, every log line and every exception's text."""
-    sim = await simulator_factory(faults=[hr_fault("server_error", rate=1.0, status=502)])
+    sim = await simulator_factory(faults=[Fault("server_error", rate=1.0, status=502)])
     caplog.set_level(logging.DEBUG, logger="happyrobot_async")
     policy = hr.RetryPolicy(max_retries=2, initial_delay=0.01)
     async with hr.HappyRobotClient(sim.api_key, sim.base_url, retry_policy=policy) as client:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
+import attrs
 import pytest
 from aiohttp import web
 
@@ -36,19 +37,13 @@ async def test_read_recovers_from_transient_fault(
     simulator_factory: SimulatorFactory, fault: Fault
 ) -> None:
     """A read that meets a retryable fault on half its attempts still succeeds."""
-    sim = await simulator_factory(seed=3, faults=[attrs_evolve(fault, rate=0.5, route="list")])
+    sim = await simulator_factory(seed=3, faults=[attrs.evolve(fault, rate=0.5, route="list")])
     async with client_for(
         sim, retry_policy=hr.RetryPolicy(max_retries=20, initial_delay=0.001)
     ) as c:
         for _ in range(10):
             assert await c.models.list()
     assert sim.stats.faults.get(fault.kind, 0) > 0
-
-
-def attrs_evolve(fault: Fault, **changes: Any) -> Fault:
-    import attrs
-
-    return attrs.evolve(fault, **changes)
 
 
 @pytest.mark.parametrize(
