@@ -1,0 +1,100 @@
+"""Shared fixtures: the simulator plugin, an HTTP session, and a tiny API caller."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import attrs
+import pytest
+
+from happyrobot_async.testing import Simulator
+
+pytest_plugins = ["happyrobot_async.testing.pytest_plugin"]
+
+
+@attrs.frozen
+class Reply:
+    """One HTTP response, fully read: status, headers, text and JSON (None if not JSON)."""
+
+    status: int
+    headers: dict[str, str]
+    text: str
+    body: Any
+
+
+@attrs.define
+class Api:
+    """Raw HTTP calls to a simulator, authenticated with `key` (default: the sim's key)."""
+
+    session: aiohttp.ClientSession
+    sim: Simulator
+    key: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        """Return the auth header for `key`."""
+        return {"authorization": f"Bearer {self.key or self.sim.api_key}"}
+
+    def create_body(self, use_case: int = 0, **overrides: Any) -> dict[str, Any]:
+        """Return a valid create body for the sim's `use_case`-th use case."""
+        use_case_id = self.sim.use_case_ids[use_case]
+        body: dict[str, Any] = {
+            "use_case_id": use_case_id,
+            "name": "Carrier sales agent v2",
+            "from_model_id": self.sim.base_model_ids(use_case_id)[0],
+            "train_sample_ids": ["65a1f0c2e4b0a1b2c3d4e600", "65a1f0c2e4b0a1b2c3d4e601"],
+            "test_sample_ids": ["65a1f0c2e4b0a1b2c3d4e602"],
+        }
+        body.update(overrides)
+        return body
+
+    async def request(self, method: str, path: str, *, auth: bool = True, **kwargs: Any) -> Reply:
+        """Send one request to `base_url + path` without following redirects."""
+        headers = {**(self.headers() if auth else {}), **kwargs.pop("headers", {})}
+        async with self.session.request(
+            method, self.sim.base_url + path, headers=headers, allow_redirects=False, **kwargs
+        ) as response:
+            text = await response.text()
+            try:
+                body = await response.json(content_type=None)
+            except ValueError:
+                body = None
+            return Reply(response.status, dict(response.headers), text, body)
+
+    async def create(self, use_case: int = 0, **overrides: Any) -> Reply:
+        """POST a valid model (with `overrides`)."""
+        return await self.request("POST", "/models", json=self.create_body(use_case, **overrides))
+
+    async def get(self, model_id: str) -> Reply:
+        """GET one model."""
+        return await self.request("GET", f"/models/{model_id}")
+
+    async def list(self, **params: str) -> Reply:
+        """GET the list, with query `params`."""
+        return await self.request("GET", "/models", params=params)
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    """An aiohttp session, closed after the test."""
+    async with aiohttp.ClientSession() as http:
+        yield http
+
+
+@pytest.fixture
+def make_api(session: aiohttp.ClientSession) -> Callable[..., Api]:
+    """Build an `Api` for any simulator (optionally another key or session)."""
+
+    def make(
+        sim: Simulator, key: str | None = None, http: aiohttp.ClientSession | None = None
+    ) -> Api:
+        return Api(http or session, sim, key)
+
+    return make
+
+
+@pytest.fixture
+def api(simulator: Simulator, make_api: Callable[..., Api]) -> Api:
+    """An `Api` for the default `simulator` fixture."""
+    return make_api(simulator)
