@@ -58,7 +58,7 @@ async def create_safely(client: HappyRobotClient, create: CreateModel) -> Model:
                 continue
             if not retries_left or policy.waits_too_long(exc):
                 raise
-            if not client.retry_budget.try_spend():
+            if not client.retry_budget.permits(exc):
                 raise
             delay = policy.delay_for(exc, attempt - 1)
             log.info("create %r: %s, retrying in %.2f s", create.name, failure.value, delay)

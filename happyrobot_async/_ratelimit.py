@@ -15,8 +15,9 @@ class AdaptiveRateLimiter:
     """A GCRA rate limit at `rate` requests/s, shared by every call of a client.
 
     A 429 halves the rate (at most once per `cooldown` seconds, so a burst of
-    429s from one overload counts once); each success adds back
-    `max_rate / 50`, so a halved rate recovers in about 25 successes.
+    429s from one overload counts once). Successes win it back slowly: each
+    adds `max_rate / 100 / rate`, about `max_rate / 100` requests/s per second,
+    so a halved rate takes ~50 s to recover, as TCP's additive increase does.
     """
 
     max_rate: float = attrs.field(validator=attrs.validators.gt(0))
@@ -50,4 +51,4 @@ class AdaptiveRateLimiter:
 
     def on_success(self) -> None:
         """A request went through: raise the rate a little, up to `max_rate`."""
-        self.rate = min(self.max_rate, self.rate + self.max_rate / 50)
+        self.rate = min(self.max_rate, self.rate + self.max_rate / 100 / self.rate)

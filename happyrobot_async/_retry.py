@@ -138,6 +138,8 @@ class RetryBudget:
     success refunds `success_refund` (up to `capacity`). With the bucket empty,
     failures are raised at once instead of retried, until successes refill it.
     With the defaults, about 50 retries in a row without a success empty it.
+    A wait the server asked for (Retry-After) costs nothing: obeying it is not
+    hammering, and a rate-limited batch must not give up for being patient.
     """
 
     capacity: int = 500
@@ -154,6 +156,12 @@ class RetryBudget:
             return False
         self.tokens -= self.retry_cost
         return True
+
+    def permits(self, exc: BaseException) -> bool:
+        """May `exc` be retried? Free when the server said when; else spend tokens."""
+        if getattr(exc, "retry_after", None) is not None:
+            return True
+        return self.try_spend()
 
     def refund(self) -> None:
         """A request succeeded: give back a little."""

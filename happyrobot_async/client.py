@@ -146,7 +146,7 @@ class HappyRobotClient:
         """backoff's wait generator: our policy's delays, until the retry budget is spent."""
         retry = 0
         exc = yield
-        while self.retry_budget.try_spend():
+        while self.retry_budget.permits(exc):
             exc = yield self.retry_policy.delay_for(exc, retry)
             retry += 1
 

@@ -116,6 +116,15 @@ def test_retry_budget_runs_dry_and_refills() -> None:
     assert budget.tokens == 30
 
 
+def test_retry_budget_does_not_charge_for_server_waits() -> None:
+    """A retry the server scheduled (Retry-After) is always permitted and costs nothing."""
+    budget = RetryBudget(capacity=10, retry_cost=10)
+    assert budget.permits(status_error(500))
+    assert not budget.permits(status_error(500))
+    assert budget.permits(status_error(429, 1.0))
+    assert budget.tokens == 0
+
+
 def test_rate_limiter_paces_requests() -> None:
     """At 10 req/s the n-th request of a burst waits n/10 s."""
     limiter = AdaptiveRateLimiter(10.0)
@@ -132,6 +141,9 @@ def test_rate_limiter_halves_on_429_once_per_cooldown_then_recovers() -> None:
     limiter.on_throttled(now=6.0)
     assert limiter.rate == 2.5
     for _ in range(100):
+        limiter.on_success()
+    assert 2.5 < limiter.rate < 10.0
+    for _ in range(10_000):
         limiter.on_success()
     assert limiter.rate == 10.0
     for t in range(20):
