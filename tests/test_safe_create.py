@@ -58,25 +58,24 @@ async def test_never_sent_is_retried(simulator: Simulator) -> None:
 @pytest.mark.parametrize(
     "fault",
     [
-        Fault("rate_limit", rate=1.0, route="create", retry_after=0.01),
-        Fault("server_error", rate=1.0, route="create", status=503, retry_after=0.01),
+        Fault("rate_limit", route="create", retry_after=0.01),
+        Fault("server_error", route="create", status=503, retry_after=0.01),
     ],
     ids=["429", "503-retry-after"],
 )
 async def test_refused_is_retried_after_the_wait(
     simulator_factory: SimulatorFactory, fault: Fault
 ) -> None:
-    """429 and 503-with-Retry-After are retried with no reconciling; one model results."""
-    sim = await simulator_factory(seed=1, faults=[fault])
-    async with client_for(sim) as client:
-        task = asyncio.create_task(client.models.create(**create_args(sim, "refused")))
-        while sim.stats.count("create") < 2:
-            await asyncio.sleep(0.005)
-        sim.faults = []
-        model = await task
-    assert models_named(sim, "refused") == 1
-    assert sim.get_model(model.id).name == "refused"
+    """429 and 503-with-Retry-After are retried with no reconciling; one model per create."""
+    sim = await simulator_factory(seed=1, faults=[attrs.evolve(fault, rate=0.5)])
+    async with client_for(sim, retry_policy=hr.RetryPolicy(max_retries=20)) as client:
+        for index in range(6):
+            await client.models.create(**create_args(sim, f"refused-{index}"))
+    refusals = sim.stats.faults[fault.kind]
+    assert refusals > 0
+    assert sim.stats.count("create") == 6 + refusals
     assert sim.stats.count("list") == 0
+    assert all(models_named(sim, f"refused-{i}") == 1 for i in range(6))
 
 
 @pytest.mark.parametrize(
