@@ -30,6 +30,14 @@ class Simulator:
     one); `sim.base_url` is the API root and `sim.api_key` a key of the default
     organization. Everything random (ids, outcomes, durations, faults) comes from
     `seed`.
+
+    Settings: `speed` (simulated seconds per real second; `sim.clock.advance()`
+    steps by hand), `pending_seconds` / `training_seconds` ((low, high) ranges of
+    simulated seconds), `failure_rate` (chance a model ends failed), `use_cases`
+    and `base_models_per_use_case` (seeded per organization), `faults`,
+    `rate_limit_rps` / `rate_limit_burst` (a token bucket over all API requests),
+    `extra_fields` and `optional_fields` (response variants), `log_size` (request
+    log length). Paths whose model id is not 24 characters answer 404.
     """
 
     seed: int = 0
