@@ -108,7 +108,8 @@ class Simulator:
         """Start listening; `port` becomes the port actually bound."""
         if self._runner is not None:
             raise RuntimeError("the simulator is already running")
-        runner = web.AppRunner(make_app(self._state), access_log=None, shutdown_timeout=1.0)
+        # A short grace period: requests still sleeping in a latency fault are cut off.
+        runner = web.AppRunner(make_app(self._state), access_log=None, shutdown_timeout=0.25)
         await runner.setup()
         try:
             site = web.TCPSite(runner, self.host, self.port)
