@@ -17,6 +17,7 @@ from .errors import (
     ConflictError,
     HappyRobotError,
     InvalidRequestError,
+    JournalError,
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
@@ -26,7 +27,7 @@ from .errors import (
     WatcherClosedError,
     WatchTimeoutError,
 )
-from .types import CreateModel, Model, ModelStatus, StatusChange
+from .types import CreateModel, Model, ModelStatus, StatusChange, TrainingJob
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -41,6 +42,7 @@ __all__ = [
     "HappyRobotClient",
     "HappyRobotError",
     "InvalidRequestError",
+    "JournalError",
     "Model",
     "ModelStatus",
     "NotFoundError",
@@ -51,6 +53,7 @@ __all__ = [
     "ServerError",
     "StatusChange",
     "TrainingFailedError",
+    "TrainingJob",
     "WatchTimeoutError",
     "WatcherClosedError",
     "__version__",

@@ -23,7 +23,7 @@ from .types import CreateModel, Model
 if TYPE_CHECKING:
     from .client import HappyRobotClient
 
-__all__ = ["create_safely", "find_created"]
+__all__ = ["create_safely", "find_created", "reconcile"]
 
 log = logging.getLogger("happyrobot_async")
 
@@ -49,7 +49,11 @@ async def create_safely(client: HappyRobotClient, create: CreateModel) -> Model:
             if failure is CreateFailure.FATAL:
                 raise
             if failure is CreateFailure.AMBIGUOUS:
-                adopted = await _settle(client, create, first_started or started, exc, attempt)
+                try:
+                    adopted = await reconcile(client, create, first_started or started)
+                except HappyRobotError as lookup_error:
+                    log.warning("create %r: could not reconcile (%s)", create.name, lookup_error)
+                    raise AmbiguousCreateError(create, attempts=attempt, cause=exc) from exc
                 if adopted is not None:
                     return adopted
                 if not retries_left or not client.retry_budget.try_spend():
@@ -69,26 +73,19 @@ async def create_safely(client: HappyRobotClient, create: CreateModel) -> Model:
     raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
 
 
-async def _settle(
-    client: HappyRobotClient,
-    create: CreateModel,
-    since: datetime,
-    cause: HappyRobotError,
-    attempt: int,
-) -> Model | None:
-    """Look for the model twice, `reconcile_delay` apart; unsure → AmbiguousCreateError."""
+async def reconcile(client: HappyRobotClient, create: CreateModel, since: datetime) -> Model | None:
+    """The model a POST sent at `since` stored, if any: two looks, `reconcile_delay` apart.
+
+    Raises the lookup's own error if the server cannot be asked: then nobody knows.
+    """
     policy = client.retry_policy
-    try:
-        for look in (1, 2):
-            if look == 2:
-                await asyncio.sleep(policy.reconcile_delay)
-            found = await find_created(client, create, since - timedelta(seconds=policy.clock_skew))
-            if found is not None:
-                log.info("create %r: adopted model %s stored by attempt", create.name, found.id)
-                return found
-    except HappyRobotError as exc:
-        log.warning("create %r: could not reconcile (%s)", create.name, exc)
-        raise AmbiguousCreateError(create, attempts=attempt, cause=cause) from exc
+    for look in (1, 2):
+        if look == 2:
+            await asyncio.sleep(policy.reconcile_delay)
+        found = await find_created(client, create, since - timedelta(seconds=policy.clock_skew))
+        if found is not None:
+            log.info("create %r: adopted model %s, already stored", create.name, found.id)
+            return found
     return None
 
 

@@ -17,6 +17,7 @@ __all__ = [
     "ConflictError",
     "HappyRobotError",
     "InvalidRequestError",
+    "JournalError",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
@@ -140,6 +141,10 @@ class WatchTimeoutError(HappyRobotError, TimeoutError):
 
 class WatcherClosedError(HappyRobotError):
     """The watcher was closed while this model was still being followed."""
+
+
+class JournalError(HappyRobotError):
+    """A batch journal cannot be used: corrupt, from another job list, or a newer format."""
 
 
 class AmbiguousCreateError(HappyRobotError):

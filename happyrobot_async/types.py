@@ -11,7 +11,14 @@ import attrs
 
 from .errors import InvalidRequestError
 
-__all__ = ["CreateModel", "Model", "ModelStatus", "StatusChange", "check_model_id"]
+__all__ = [
+    "CreateModel",
+    "Model",
+    "ModelStatus",
+    "StatusChange",
+    "TrainingJob",
+    "check_model_id",
+]
 
 MODEL_ID_LENGTH = 24
 
@@ -130,3 +137,17 @@ class CreateModel:
     train_sample_ids: tuple[str, ...] = attrs.field(converter=_as_tuple, validator=_sample_ids)
     test_sample_ids: tuple[str, ...] = attrs.field(converter=_as_tuple, validator=_sample_ids)
     explain_tools: bool = attrs.field(default=True, validator=_bool)
+
+
+@attrs.frozen(kw_only=True)
+class TrainingJob(CreateModel):
+    """One job of a batch: a create, plus an optional `key` of the caller's to find it by."""
+
+    key: str | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_non_empty_string)
+    )
+
+    @property
+    def label(self) -> str:
+        """How to name this job to a person: its key, else use case and name."""
+        return self.key or f"{self.use_case_id}/{self.name}"
