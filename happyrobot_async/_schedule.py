@@ -69,7 +69,7 @@ def _positive(_: object, attribute: attrs.Attribute[float], value: float) -> Non
         raise ValueError(f"{attribute.name} must be positive, got {value!r}")
 
 
-@attrs.define
+@attrs.define(on_setattr=attrs.setters.NO_OP)  # settings are checked once; no per-write hook
 class Schedule:
     """Per-model due times and intervals for every tracked model."""
 
@@ -231,9 +231,8 @@ class Schedule:
         return min(interval, self.max_interval)
 
     def _push(self, model_id: str, entry: _Entry) -> None:
-        self._seq += 1
-        entry.seq = self._seq
-        heapq.heappush(self._heap, (entry.due, self._seq, model_id))
+        self._seq = entry.seq = seq = self._seq + 1
+        heapq.heappush(self._heap, (entry.due, seq, model_id))
         if len(self._heap) > _COMPACT_MIN + _COMPACT_RATIO * len(self._entries):
             self._heap = [item for item in self._heap if self._live(item)]
             heapq.heapify(self._heap)
