@@ -6,6 +6,14 @@ end with one watcher, and never lose a model or train one twice.
 
 from ._retry import RetryPolicy
 from ._version import __version__
+from .batch import (
+    BatchFailedError,
+    BatchProgress,
+    BatchReport,
+    BatchResult,
+    InvalidJobsError,
+    run_batch,
+)
 from .client import DEFAULT_BASE_URL, HappyRobotClient
 from .errors import (
     AmbiguousCreateError,
@@ -28,6 +36,7 @@ from .errors import (
     WatchTimeoutError,
 )
 from .types import CreateModel, Model, ModelStatus, StatusChange, TrainingJob
+from .watcher import ChangeStream, TrainingWatcher, WatchHandle, wait_for_model, watch_models
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -37,10 +46,16 @@ __all__ = [
     "AmbiguousCreateError",
     "AuthenticationError",
     "BadRequestError",
+    "BatchFailedError",
+    "BatchProgress",
+    "BatchReport",
+    "BatchResult",
+    "ChangeStream",
     "ConflictError",
     "CreateModel",
     "HappyRobotClient",
     "HappyRobotError",
+    "InvalidJobsError",
     "InvalidRequestError",
     "JournalError",
     "Model",
@@ -54,7 +69,12 @@ __all__ = [
     "StatusChange",
     "TrainingFailedError",
     "TrainingJob",
+    "TrainingWatcher",
+    "WatchHandle",
     "WatchTimeoutError",
     "WatcherClosedError",
     "__version__",
+    "run_batch",
+    "wait_for_model",
+    "watch_models",
 ]

@@ -314,7 +314,7 @@ def _job_from_mapping(data: Mapping[str, Any]) -> TrainingJob:
         if f.default is attrs.NOTHING and f.name not in data
     )
     if missing:
-        raise InvalidRequestError(missing[0], "is required")
+        raise InvalidRequestError(", ".join(missing), "required, missing")
     return TrainingJob(**data)
 
 

@@ -8,7 +8,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -21,9 +21,7 @@ from ._version import __version__
 from ._wire import Request, decode_model, decode_models, get_request, list_request
 from .errors import InvalidRequestError
 from .types import CreateModel, Model, ModelStatus, StatusChange
-
-if TYPE_CHECKING:
-    from .watcher import TrainingWatcher
+from .watcher import TrainingWatcher, wait_for_model, watch_models
 
 __all__ = ["DEFAULT_BASE_URL", "HappyRobotClient", "Models"]
 
@@ -119,8 +117,6 @@ class HappyRobotClient:
 
     def watcher(self, **options: Any) -> TrainingWatcher:
         """A `TrainingWatcher` on this client: one poll loop for many models."""
-        from .watcher import TrainingWatcher
-
         return TrainingWatcher(self, **options)
 
     async def _send(self, request: Request, attempt: int = 1) -> Response:
@@ -202,8 +198,6 @@ class Models:
         raise_on_failure: bool = False,
     ) -> Model:
         """Poll one model until it is `active` or `failed`; return its final state."""
-        from .watcher import wait_for_model
-
         return await wait_for_model(
             self._client,
             model_id,
@@ -216,8 +210,6 @@ class Models:
         self, model_ids: Iterable[str], *, poll_interval: float = 2.0
     ) -> AsyncIterator[StatusChange]:
         """Every status change of these models, until all of them are terminal."""
-        from .watcher import watch_models
-
         return watch_models(self._client, list(model_ids), poll_interval=poll_interval)
 
 

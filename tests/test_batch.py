@@ -1,0 +1,179 @@
+"""run_batch end to end on the simulator: validation, faults, failures, journal resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import happyrobot_async as hr
+from happyrobot_async.journal import Journal
+from happyrobot_async.testing import Fault, Simulator
+from happyrobot_async.testing.pytest_plugin import SimulatorFactory
+
+FAST = hr.RetryPolicy(max_retries=8, initial_delay=0.001, max_delay=0.02, reconcile_delay=0.01)
+QUICK = {"speed": 200.0, "pending_seconds": (1.0, 3.0), "training_seconds": (3.0, 10.0)}
+
+
+def jobs_for(sim: Simulator, count: int, prefix: str = "job") -> list[hr.TrainingJob]:
+    jobs = []
+    for i in range(count):
+        use_case_id = sim.use_case_ids[i % len(sim.use_case_ids)]
+        jobs.append(
+            hr.TrainingJob(
+                use_case_id=use_case_id,
+                name=f"{prefix}-{i:03d}",
+                from_model_id=sim.base_model_ids(use_case_id)[0],
+                train_sample_ids=[f"t{i}"],
+                test_sample_ids=[f"e{i}"],
+                key=f"k{i}",
+            )
+        )
+    return jobs
+
+
+def client_for(sim: Simulator) -> hr.HappyRobotClient:
+    return hr.HappyRobotClient(sim.api_key, sim.base_url, retry_policy=FAST)
+
+
+async def run(sim: Simulator, jobs: list[Any], **options: Any) -> hr.BatchReport:
+    options.setdefault("poll_interval", 0.02)
+    options.setdefault("max_poll_interval", 0.05)
+    async with client_for(sim) as client:
+        return await hr.run_batch(client, jobs, **options)
+
+
+async def test_batch_with_faults_and_failures(simulator_factory: SimulatorFactory) -> None:
+    """Every job gets one model and the simulator's final status, in input order, despite faults."""
+    sim = await simulator_factory(
+        seed=4,
+        failure_rate=0.3,
+        faults=[
+            Fault("commit_then_fail", rate=0.1, route="create", then=504),
+            Fault("drop", rate=0.1, route="create"),
+            Fault("server_error", rate=0.1, route="list", status=502),
+        ],
+        **QUICK,
+    )
+    jobs = jobs_for(sim, 40)
+    changes: list[hr.StatusChange] = []
+    report = await run(sim, jobs, concurrency=8, on_change=changes.append)
+    assert [r.job for r in report.results] == jobs
+    assert sim.stats.models_created == 40 and sim.stats.duplicates == 0
+    for result in report.results:
+        assert result.error is None and result.model is not None
+        stored = sim.get_model(result.model.id)
+        assert stored.name == result.job.name
+        assert result.status is not None and result.status.value == stored.status
+        assert result.status.is_terminal
+    counts = report.counts()
+    assert counts.get("failed", 0) > 0 and counts.get("active", 0) > 0
+    assert not report.ok
+    assert {c.model.id for c in changes} == {r.model.id for r in report.results if r.model}
+
+
+async def test_invalid_jobs_are_all_listed_before_anything_is_sent(simulator: Simulator) -> None:
+    """Bad and duplicate jobs are reported together, by index, and nothing is sent."""
+    good = jobs_for(simulator, 2)
+    jobs: list[Any] = [
+        good[0],
+        {**_as_dict(good[0]), "name": "x", "from_model_id": "short"},
+        good[1],
+        {**_as_dict(good[0]), "key": None},
+        "not a job",
+    ]
+    with pytest.raises(hr.InvalidJobsError) as info:
+        await run(simulator, jobs)
+    assert [index for index, _ in info.value.problems] == [1, 3, 4]
+    assert "from_model_id" in info.value.problems[0][1]
+    assert "same use case and name as job 0" in info.value.problems[1][1]
+    assert simulator.stats.total_requests == 0
+
+
+def _as_dict(job: hr.TrainingJob) -> dict[str, Any]:
+    return {
+        "use_case_id": job.use_case_id,
+        "name": job.name,
+        "from_model_id": job.from_model_id,
+        "train_sample_ids": list(job.train_sample_ids),
+        "test_sample_ids": list(job.test_sample_ids),
+    }
+
+
+async def test_fatal_create_error_is_reported_per_job(simulator: Simulator) -> None:
+    """A job the server refuses ends with its error; the others still run."""
+    jobs = jobs_for(simulator, 3)
+    bad = hr.TrainingJob(**{**_as_dict(jobs[1]), "from_model_id": "0" * 24})
+    simulator.clock.speed = 200.0
+    report = await run(simulator, [jobs[0], bad, jobs[2]])
+    assert isinstance(report.results[1].error, hr.BadRequestError)
+    assert report.results[1].model is None
+    assert report.results[0].model is not None and report.results[2].model is not None
+
+
+async def test_raise_on_failure(simulator_factory: SimulatorFactory) -> None:
+    """raise_on_failure=True raises BatchFailedError carrying the full report."""
+    sim = await simulator_factory(failure_rate=1.0, **QUICK)
+    with pytest.raises(hr.BatchFailedError) as info:
+        await run(sim, jobs_for(sim, 2), raise_on_failure=True)
+    assert [r.status for r in info.value.report.results] == [hr.ModelStatus.FAILED] * 2
+
+
+async def test_rerun_with_journal_touches_nothing_finished(
+    simulator_factory: SimulatorFactory, tmp_path: Path
+) -> None:
+    """A finished batch rerun with its journal sends no request and reports the same."""
+    sim = await simulator_factory(**QUICK)
+    jobs, journal = jobs_for(sim, 6), tmp_path / "run.journal"
+    first = await run(sim, jobs, journal=journal)
+    sim.reset_stats()
+    again = await run(sim, jobs, journal=journal)
+    assert sim.stats.total_requests == 0
+    assert [r.model.id for r in again.results if r.model] == [
+        r.model.id for r in first.results if r.model
+    ]
+    assert [r.status for r in again.results] == [r.status for r in first.results]
+
+
+async def test_resume_adopts_sent_creates_and_watches_created(
+    simulator_factory: SimulatorFactory, tmp_path: Path
+) -> None:
+    """After a crash: a sent-but-unconfirmed create is adopted, a created one re-watched."""
+    sim = await simulator_factory(**QUICK)
+    jobs, path = jobs_for(sim, 4), tmp_path / "run.journal"
+    async with client_for(sim) as client:
+        with Journal.open(path, jobs) as journal:
+            journal.intent(0)  # sent, stored, then the process died before "created"
+            stored = await client.models.create(**_as_dict(jobs[0]))
+            journal.intent(1)  # sent and stored and confirmed
+            confirmed = await client.models.create(**_as_dict(jobs[1]))
+            journal.created(1, confirmed.id)
+            journal.intent(2)  # died before the POST left
+    sim.reset_stats()
+    report = await run(sim, jobs, journal=path)
+    assert [r.model.id for r in report.results[:2] if r.model] == [stored.id, confirmed.id]
+    assert sim.stats.count("create") == 2  # jobs 2 and 3 only
+    assert sim.stats.duplicates == 0
+    assert all(r.status is not None and r.status.is_terminal for r in report.results)
+
+
+async def test_journal_from_other_jobs_is_refused(
+    simulator_factory: SimulatorFactory, tmp_path: Path
+) -> None:
+    """run_batch refuses a journal written for another job list, before sending anything."""
+    sim = await simulator_factory(**QUICK)
+    path = tmp_path / "run.journal"
+    await run(sim, jobs_for(sim, 2), journal=path)
+    sim.reset_stats()
+    with pytest.raises(hr.JournalError):
+        await run(sim, jobs_for(sim, 2, prefix="other"), journal=path)
+    assert sim.stats.total_requests == 0
+
+
+def test_job_mapping_errors_name_fields() -> None:
+    """A job given as a mapping names its unknown or missing fields."""
+    with pytest.raises(hr.InvalidJobsError) as info:
+        hr.batch.validate_jobs([{"name": "x", "colour": "red"}, {"name": "x"}])
+    assert "colour" in info.value.problems[0][1]
+    assert "from_model_id, test_sample_ids" in info.value.problems[1][1]
