@@ -1,0 +1,73 @@
+"""The benchmarks' smoke mode: each runs once at a tiny size and counts what it must."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from benchmarks import fault_soak, profiling, run, structuring, throughput, watcher_scale
+
+
+def smoke(module: Any) -> dict[str, Any]:
+    """Run `module`'s benchmark in smoke mode, in this process."""
+    parser = argparse.ArgumentParser()
+    module.add_arguments(parser)
+    args = parser.parse_args([])
+    args.smoke = True
+    args.json = None
+    result: dict[str, Any] = module._run(args)
+    return result
+
+
+def test_throughput_smoke() -> None:
+    """Every variant completes its requests for both operations; the ratios are positive."""
+    result = smoke(throughput)
+    assert {row["op"] for row in result["summary"]} == {"get", "create"}
+    for row in result["summary"]:
+        assert row["sdk_raw_rps"]["median"] > 0
+        for name in result["variants"]:
+            assert row[f"{name}_rps"]["median"] > 0
+    assert "happyrobot_async" in throughput.render(result)
+
+
+def test_watcher_scale_smoke() -> None:
+    """The watcher lists each use case at most once per cycle and sees every probe change."""
+    result = smoke(watcher_scale)
+    settings, w = result["settings"], result["summary"]["watcher"]
+    assert w["requests_per_cycle"]["max"] <= settings["use_cases"] + 1e-9
+    assert w["gets_in_window"] == 0
+    assert w["all_live"]
+    assert w["latency_samples"] == 2 * settings["probes"]
+    n = result["summary"]["naive"]
+    assert n["latency_samples"] == 2 * settings["probes"]
+    assert round(n["requests_per_model_cycle"]["median"]) == 1
+    assert "TrainingWatcher" in watcher_scale.render(result)
+
+
+def test_fault_soak_smoke() -> None:
+    """Every job gets exactly one model, faults and all: no duplicate, none lost."""
+    result = smoke(fault_soak)
+    for key in ("totals", "clean_totals"):
+        totals = result[key]
+        assert totals["duplicates"] == 0
+        assert totals["lost"] == 0
+        assert totals["not_stored"] == 0
+        assert totals["models_created"] == result["jobs"]
+    assert result["faults_fired"]["median"] > 0
+    assert "duplicates" in fault_soak.render(result)
+
+
+def test_structuring_smoke() -> None:
+    """Every variant structures the same dict; ours is timed against the others."""
+    result = smoke(structuring)
+    assert {"ours", "by_hand", "suggested"} <= set(result["variants"])
+    assert all(row["ours"]["median"] > 0 for row in result["summary"])
+    assert "ours" in structuring.render(result)
+
+
+def test_profiling_and_results_page_smoke() -> None:
+    """The profiles and what-ifs run, and run.py renders a page with every section."""
+    result = smoke(profiling)
+    assert set(result["profiles"]) == {"get", "create", "poll loop"}
+    page = run.render({"profiling": result}, {"profiling": ["python", "-m", "x"]}, smoke=True)
+    assert "Profile and measured what-ifs" in page
