@@ -1,4 +1,9 @@
-"""The `happyrobot-async` command line: one function per subcommand."""
+"""The `happyrobot-async` command line: one function per subcommand.
+
+API subcommands live in `_cli_models` (create, get, list, wait), `_cli_batch`
+(batch) and `_cli_demo` (demo); `simulate` is here. Exit status: 0 success,
+1 an API error or a job that did not end active, 2 a usage error, 130 Ctrl-C.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,26 @@ import json
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ._cli_batch import add_batch
+from ._cli_common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    UsageError,
+    add_global_options,
+    error,
+    forget_secrets,
+    logging_to_stderr,
+)
+from ._cli_demo import add_demo
+from ._cli_models import add_create, add_get, add_list, add_wait
+from .errors import HappyRobotError, InvalidRequestError, JournalError
 from .testing import Fault, Simulator
+
+if TYPE_CHECKING:
+    from ._cli_common import Subparsers
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -22,13 +44,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
     command: Command = args.command
-    return command(args)
+    try:
+        with logging_to_stderr(args.verbose):
+            return command(args)
+    except UsageError as exc:
+        error(str(exc))
+        return EXIT_USAGE
+    except (InvalidRequestError, JournalError) as exc:
+        # refused before anything was done: the command line (or its files) must change
+        error(str(exc), one_line=True)
+        return EXIT_USAGE
+    except HappyRobotError as exc:
+        error(f"{type(exc).__name__}: {exc}", one_line=True)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        error("interrupted")
+        return EXIT_INTERRUPTED
+    finally:
+        forget_secrets()
 
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="happyrobot-async", description="HappyRobot model-training API tools."
+        prog="happyrobot-async",
+        description=(
+            "HappyRobot model-training API tools. The API key comes from "
+            "$HAPPYROBOT_API_KEY or --api-key-file (never a command-line argument)."
+        ),
     )
+    add_global_options(parser, defaults=True)
     subparsers = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
     for add in _SUBCOMMANDS:
         add(subparsers)
@@ -38,7 +82,7 @@ def _build_parser() -> argparse.ArgumentParser:
 # -- simulate ------------------------------------------------------------------------------
 
 
-def _add_simulate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_simulate(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "simulate",
         help="run the API simulator until interrupted",
@@ -162,6 +206,12 @@ def parse_fault(text: str) -> Fault:
 
 
 #: Each adds one subcommand; add yours here.
-_SUBCOMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
+_SUBCOMMANDS: list[Callable[[Subparsers], None]] = [
+    add_create,
+    add_get,
+    add_list,
+    add_wait,
+    add_batch,
+    add_demo,
     _add_simulate,
 ]

@@ -1,0 +1,170 @@
+"""What every API subcommand shares: connection options, the key, errors, logging, output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._serde import converter
+from .client import HappyRobotClient
+from .types import Model
+
+if TYPE_CHECKING:
+    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+_HIDDEN = "<hidden>"
+#: Every secret this process has read; `redact` removes them from anything we print.
+_secrets: set[str] = set()
+
+
+class UsageError(Exception):
+    """The command line cannot be acted on (exit 2); the message says why."""
+
+
+def add_global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """`--base-url`, `--api-key-file`, `-v`: on the main parser and again on each subcommand.
+
+    Subcommands use SUPPRESS defaults so an option given before the subcommand survives.
+    """
+    unset: Any = None if defaults else argparse.SUPPRESS
+    parser.add_argument(
+        "--base-url",
+        default=unset,
+        metavar="URL",
+        help="API root (default: $HAPPYROBOT_BASE_URL, else the public API)",
+    )
+    parser.add_argument(
+        "--api-key-file",
+        default=unset,
+        type=Path,
+        metavar="PATH",
+        help="read the API key from this file (default: $HAPPYROBOT_API_KEY)",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=False if defaults else argparse.SUPPRESS,
+        help="debug logs on stderr",
+    )
+
+
+def api_parent() -> argparse.ArgumentParser:
+    """A parent parser carrying the global options, for subcommands that call the API."""
+    parent = argparse.ArgumentParser(add_help=False)
+    add_global_options(parent, defaults=False)
+    return parent
+
+
+def read_api_key(args: argparse.Namespace) -> str:
+    """The key from `--api-key-file`, else `HAPPYROBOT_API_KEY`; remembered for redaction."""
+    path: Path | None = args.api_key_file
+    if path is not None:
+        try:
+            key = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise UsageError(f"cannot read --api-key-file {path}: {exc.strerror}") from None
+        if not key:
+            raise UsageError(f"--api-key-file {path} is empty")
+    else:
+        key = os.environ.get("HAPPYROBOT_API_KEY", "").strip()
+        if not key:
+            raise UsageError(
+                "no API key: set HAPPYROBOT_API_KEY or pass --api-key-file PATH "
+                "(try `happyrobot-async demo` to see the flow without one)"
+            )
+    remember_secret(key)
+    return key
+
+
+def make_client(args: argparse.Namespace) -> HappyRobotClient:
+    """A client for the options given (the key is read here)."""
+    return HappyRobotClient(api_key=read_api_key(args), base_url=args.base_url)
+
+
+def remember_secret(secret: str) -> None:
+    """Never print `secret`: `redact` and the log filter will hide it."""
+    if secret:
+        _secrets.add(secret)
+
+
+def forget_secrets() -> None:
+    """Drop remembered secrets (at the end of `main`)."""
+    _secrets.clear()
+
+
+def redact(text: str) -> str:
+    """`text` with every remembered secret replaced by <hidden>."""
+    for secret in _secrets:
+        text = text.replace(secret, _HIDDEN)
+    return text
+
+
+def error(message: str, *, one_line: bool = False) -> None:
+    """Print an error on stderr (secrets redacted); `one_line` folds it onto one line."""
+    text = redact(message)
+    if one_line:
+        text = " ".join(text.split())
+    print(f"happyrobot-async: error: {text}", file=sys.stderr, flush=True)
+
+
+def note(message: str) -> None:
+    """Print an informational line on stderr."""
+    print(redact(message), file=sys.stderr, flush=True)
+
+
+class _RedactingFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+@contextmanager
+def logging_to_stderr(verbose: bool) -> Iterator[None]:
+    """The SDK's logs on stderr while a command runs: warnings, or everything with -v."""
+    logger = logging.getLogger("happyrobot_async")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_RedactingFilter())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+
+
+def model_json(model: Model) -> dict[str, Any]:
+    """A model as a JSON-ready dict (the SDK's converter)."""
+    data: dict[str, Any] = converter.unstructure(model)
+    return data
+
+
+def print_json(data: Any) -> None:
+    """Print one JSON document on stdout."""
+    print(json.dumps(data, indent=2, sort_keys=False))
+
+
+def plain_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns separated by two spaces, with a header line."""
+    widths = [len(header) for header in headers]
+    for row in rows:
+        widths = [max(width, len(cell)) for width, cell in zip(widths, row, strict=True)]
+    lines = [headers, *rows]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in lines
+    )

@@ -1,0 +1,133 @@
+"""`demo`: a whole batch against the embedded simulator, so a new user sees the flow keyless."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ._cli_batch import execute_batch, wants_live_view
+from ._cli_common import EXIT_OK, note
+from ._cli_view import print_summary
+from .client import HappyRobotClient
+from .testing import Simulator
+from .types import TrainingJob
+
+if TYPE_CHECKING:
+    from ._cli_common import Subparsers
+
+__all__ = ["add_demo", "demo_jobs"]
+
+_AGENTS = (
+    "Carrier sales",
+    "Appointment scheduling",
+    "Load tracking",
+    "Driver check-in",
+    "Rate negotiation",
+    "Customer support",
+    "Dispatch updates",
+)
+_VARIANTS = ("v2", "v2 Spanish", "v3 concise")
+_REAL_RUN = (
+    "export HAPPYROBOT_API_KEY=...; happyrobot-async batch examples/jobs.jsonl "
+    "--journal run.journal --out results.jsonl"
+)
+
+
+def add_demo(subparsers: Subparsers) -> None:
+    """`demo`: no key, no network, about 15 seconds."""
+    parser = subparsers.add_parser(
+        "demo",
+        help="run a sample batch against the embedded simulator (no API key needed)",
+        description=(
+            "Start the API simulator in this process, train 20 sample models over its 3 "
+            "use cases with the live view (about 15 s; some fail on purpose), then print "
+            "the summary and how to run the same against the real API."
+        ),
+    )
+    parser.add_argument("--jobs", type=int, default=20, help="how many sample jobs (default 20)")
+    parser.add_argument("--seed", type=int, default=6, help="the simulator's seed")
+    parser.add_argument(
+        "--speed", type=float, default=1.0, help="simulated seconds per real second (default 1)"
+    )
+    parser.add_argument(
+        "--view", choices=("auto", "live", "plain"), default="auto", help="as for `batch`"
+    )
+    parser.set_defaults(command=_demo)
+
+
+def demo_jobs(sim: Simulator, count: int, seed: int) -> list[TrainingJob]:
+    """`count` plausible jobs spread over the simulator's use cases."""
+    rng = random.Random(seed)
+    use_cases = sim.use_case_ids
+    jobs = []
+    for number in range(count):
+        use_case = use_cases[number % len(use_cases)]
+        agent = _AGENTS[(number // len(use_cases)) % len(_AGENTS)]
+        variant = _VARIANTS[number // (len(use_cases) * len(_AGENTS)) % len(_VARIANTS)]
+        name = f"{agent} {variant}"
+        if number >= len(use_cases) * len(_AGENTS) * len(_VARIANTS):
+            name += f" #{number + 1}"
+        jobs.append(
+            TrainingJob(
+                use_case_id=use_case,
+                name=name,
+                from_model_id=rng.choice(sim.base_model_ids(use_case)),
+                train_sample_ids=[f"{rng.getrandbits(96):024x}" for _ in range(rng.randint(3, 8))],
+                test_sample_ids=[f"{rng.getrandbits(96):024x}" for _ in range(2)],
+                key=f"demo-{number + 1:02d}",
+            )
+        )
+    return jobs
+
+
+def _demo(args: argparse.Namespace) -> int:
+    live = wants_live_view(args.view)
+    asyncio.run(_run(args, live))
+    return EXIT_OK
+
+
+async def _run(args: argparse.Namespace, live: bool) -> None:
+    simulator = Simulator(
+        seed=args.seed,
+        speed=args.speed,
+        failure_rate=0.15,
+        pending_seconds=(1.0, 3.0),
+        training_seconds=(3.0, 10.0),
+    )
+    async with simulator as sim:
+        jobs = demo_jobs(sim, max(1, args.jobs), args.seed)
+        note(
+            f"Simulator running at {sim.base_url} ({len(sim.use_case_ids)} use cases); "
+            f"training {len(jobs)} models, about 15% of them fail on purpose."
+        )
+        # Poll faster than the real API needs: the simulator is on this machine.
+        poll = max(0.02, 0.5 / max(args.speed, 0.01))
+        with tempfile.TemporaryDirectory(prefix="happyrobot-demo-") as scratch:
+            async with HappyRobotClient(api_key=sim.api_key, base_url=sim.base_url) as client:
+                outcome = await execute_batch(
+                    client,
+                    jobs,
+                    journal=Path(scratch) / "demo.journal",
+                    done_before=set(),
+                    concurrency=8,
+                    poll_interval=poll,
+                    max_poll_interval=4 * poll,
+                    fail_fast=False,
+                    live=live,
+                    title="demo",
+                )
+        assert outcome.report is not None  # no --fail-fast here
+        print_summary(outcome.report, outcome.elapsed, rich=live)
+        stats = sim.stats
+    print(
+        f"\nThe simulator saw {stats.total_requests} requests and holds {stats.models_created} "
+        f"new models, {stats.duplicates} duplicated.\n"
+        "Run the same against the real API:\n"
+        f"  {_REAL_RUN}\n"
+        "(the jobs file format is in examples/jobs.jsonl; kill the batch at any moment and "
+        "rerun it: the journal resumes it without creating a model twice)"
+    )

@@ -1,0 +1,203 @@
+"""`create`, `get`, `list`, `wait`: one API call each, human output or `--json`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, TypeVar
+
+from ._cli_common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    api_parent,
+    make_client,
+    model_json,
+    plain_table,
+    print_json,
+)
+from .client import HappyRobotClient
+from .types import Model, ModelStatus
+
+if TYPE_CHECKING:
+    from ._cli_common import Subparsers
+
+T = TypeVar("T")
+_STATUSES = [status.value for status in ModelStatus if status is not ModelStatus.UNKNOWN]
+
+
+def add_create(subparsers: Subparsers) -> None:
+    """`create`: clone a model and start training it."""
+    parser = subparsers.add_parser(
+        "create",
+        parents=[api_parent()],
+        help="clone a model and start training it",
+        description="Clone --from-model-id and train it on the given samples; print the model.",
+    )
+    parser.add_argument("--use-case-id", required=True)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--from-model-id", required=True, metavar="MODEL_ID")
+    parser.add_argument(
+        "--train-sample-id",
+        dest="train_sample_ids",
+        action="append",
+        required=True,
+        metavar="ID",
+        help="a training sample (repeat for more)",
+    )
+    parser.add_argument(
+        "--test-sample-id",
+        dest="test_sample_ids",
+        action="append",
+        required=True,
+        metavar="ID",
+        help="a test sample (repeat for more)",
+    )
+    parser.add_argument(
+        "--no-explain-tools", dest="explain_tools", action="store_false", default=True
+    )
+    _add_json(parser)
+    parser.set_defaults(command=_create)
+
+
+def add_get(subparsers: Subparsers) -> None:
+    """`get`: one model."""
+    parser = subparsers.add_parser(
+        "get", parents=[api_parent()], help="show one model", description="Show one model."
+    )
+    parser.add_argument("model_id", metavar="MODEL_ID")
+    _add_json(parser)
+    parser.set_defaults(command=_get)
+
+
+def add_list(subparsers: Subparsers) -> None:
+    """`list`: models matching filters."""
+    parser = subparsers.add_parser(
+        "list",
+        parents=[api_parent()],
+        help="list models",
+        description="List the models the key can see, optionally filtered.",
+    )
+    parser.add_argument("--use-case-id")
+    parser.add_argument("--status", choices=_STATUSES)
+    trainable = parser.add_mutually_exclusive_group()
+    trainable.add_argument("--trainable", dest="trainable", action="store_true", default=None)
+    trainable.add_argument("--not-trainable", dest="trainable", action="store_false")
+    _add_json(parser)
+    parser.set_defaults(command=_list)
+
+
+def add_wait(subparsers: Subparsers) -> None:
+    """`wait`: poll one model until it is active or failed."""
+    parser = subparsers.add_parser(
+        "wait",
+        parents=[api_parent()],
+        help="wait for a model to finish training",
+        description=(
+            "Poll a model until it is active (exit 0) or failed (exit 1); "
+            "exit 1 with a message if --timeout passes first."
+        ),
+    )
+    parser.add_argument("model_id", metavar="MODEL_ID")
+    parser.add_argument("--timeout", type=float, default=None, metavar="S")
+    parser.add_argument("--poll-interval", type=float, default=2.0, metavar="S")
+    _add_json(parser)
+    parser.set_defaults(command=_wait)
+
+
+def _add_json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def _create(args: argparse.Namespace) -> int:
+    async def call(client: HappyRobotClient) -> Model:
+        return await client.models.create(
+            use_case_id=args.use_case_id,
+            name=args.name,
+            from_model_id=args.from_model_id,
+            train_sample_ids=args.train_sample_ids,
+            test_sample_ids=args.test_sample_ids,
+            explain_tools=args.explain_tools,
+        )
+
+    _show_model(_call(args, call), args.json)
+    return EXIT_OK
+
+
+def _get(args: argparse.Namespace) -> int:
+    _show_model(_call(args, lambda client: client.models.get(args.model_id)), args.json)
+    return EXIT_OK
+
+
+def _list(args: argparse.Namespace) -> int:
+    async def call(client: HappyRobotClient) -> list[Model]:
+        return await client.models.list(
+            use_case_id=args.use_case_id, status=args.status, trainable=args.trainable
+        )
+
+    models = _call(args, call)
+    if args.json:
+        print_json([model_json(model) for model in models])
+    elif not models:
+        print("No models.")
+    else:
+        rows = [
+            [m.id, m.raw_status, _yes(m.trainable), _when(m.created_at), m.name] for m in models
+        ]
+        print(plain_table(["ID", "STATUS", "TRAINABLE", "CREATED", "NAME"], rows))
+    return EXIT_OK
+
+
+def _wait(args: argparse.Namespace) -> int:
+    async def call(client: HappyRobotClient) -> Model:
+        return await client.models.wait(
+            args.model_id, timeout=args.timeout, poll_interval=args.poll_interval
+        )
+
+    model = _call(args, call)
+    _show_model(model, args.json)
+    return EXIT_OK if model.status is ModelStatus.ACTIVE else EXIT_FAILED
+
+
+def _call(args: argparse.Namespace, call: Callable[[HappyRobotClient], Awaitable[T]]) -> T:
+    async def run() -> T:
+        async with make_client(args) as client:
+            return await call(client)
+
+    return asyncio.run(run())
+
+
+def _show_model(model: Model, as_json: bool) -> None:
+    if as_json:
+        print_json(model_json(model))
+        return
+    fields: list[tuple[str, object]] = [
+        ("id", model.id),
+        ("name", model.name),
+        ("status", model.raw_status),
+        ("use case", model.use_case_id),
+        ("from model", model.from_model_id),
+        ("created", _when(model.created_at)),
+        ("trainable", _yes(model.trainable)),
+        ("train samples", _ids(model.train_sample_ids)),
+        ("test samples", _ids(model.test_sample_ids)),
+        ("explain tools", None if model.explain_tools is None else _yes(model.explain_tools)),
+        ("description", model.description),
+    ]
+    width = max(len(label) for label, _ in fields)
+    for label, value in fields:
+        if value is not None:
+            print(f"{label + ':':<{width + 1}} {value}")
+
+
+def _ids(ids: tuple[str, ...] | None) -> str | None:
+    return None if ids is None else ", ".join(ids) or "(none)"
+
+
+def _when(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S %Z").strip()
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"

@@ -1,0 +1,192 @@
+"""How a running batch looks: a rich live view on a terminal, a line per change otherwise.
+
+rich is imported only inside the live view and the rich summary, so everything
+else in the CLI works without the `[cli]` extra.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, TextIO
+
+from ._cli_common import plain_table
+from .batch import BatchProgress, BatchReport
+from .types import StatusChange
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+__all__ = ["PlainLines", "live_view", "print_summary", "rich_available"]
+
+#: Order and colour of states in the counts line.
+_STATES = {
+    "queued": "dim",
+    "submitting": "cyan",
+    "pending": "yellow",
+    "training": "blue",
+    "active": "green",
+    "failed": "red",
+    "error": "bold red",
+}
+_FAILED_ROWS_SHOWN = 20
+
+
+def rich_available() -> bool:
+    """True when the `[cli]` extra (rich) is installed."""
+    try:
+        import rich  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _stamp(moment: datetime | None = None) -> str:
+    return (moment or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class PlainLines:
+    """A line per status change: `<time> <name> <model id> <previous> -> <current>`."""
+
+    def __init__(
+        self, progress: BatchProgress, done_before: set[int], out: TextIO | None = None
+    ) -> None:
+        self._progress = progress
+        self._out = out
+        self._errors_seen = set(done_before)  # replayed from the journal: not news
+
+    def on_change(self, change: StatusChange) -> None:
+        """run_batch's `on_change`: print the transition."""
+        model = change.model
+        previous = change.previous.value if change.previous is not None else "new"
+        self._print(f"{_stamp(change.at)} {model.name} {model.id} {previous} -> {model.raw_status}")
+
+    def check_errors(self) -> None:
+        """Print a line for each job that ended in an error (no status change reports those)."""
+        for index, row in enumerate(self._progress.jobs):
+            if row.state == "error" and index not in self._errors_seen:
+                self._errors_seen.add(index)
+                self._print(f"{_stamp()} {row.job.name} {row.model_id or '-'} -> error")
+
+    def _print(self, line: str) -> None:
+        print(line, file=self._out or sys.stdout, flush=True)
+
+
+def _counts_text(progress: BatchProgress) -> list[tuple[str, str, int]]:
+    counts = progress.counts()
+    ordered = [(state, style, counts.pop(state, 0)) for state, style in _STATES.items()]
+    ordered += [(state, "magenta", count) for state, count in sorted(counts.items())]
+    return [item for item in ordered if item[2] or item[0] in ("queued", "active", "failed")]
+
+
+def render(progress: BatchProgress, started: float, title: str, max_rows: int) -> RenderableType:
+    """One frame of the live view: counts per state, a progress bar, the running jobs."""
+    from rich.console import Group
+    from rich.progress_bar import ProgressBar
+    from rich.table import Table
+    from rich.text import Text
+
+    now = time.monotonic()
+    counts = Text(f"{title}  ", style="bold")
+    for state, style, count in _counts_text(progress):
+        counts.append(f"{state} ", style=style).append(f"{count}   ", style="bold")
+    total, finished = len(progress.jobs), progress.finished
+    bar = Table.grid(padding=(0, 1))
+    bar.add_row(
+        ProgressBar(total=max(total, 1), completed=finished, width=40),
+        Text(f"{finished}/{total} finished  {now - started:,.0f} s"),
+    )
+    running = [
+        row
+        for row in progress.jobs
+        if row.started is not None and row.finished is None and row.state != "queued"
+    ]
+    running.sort(key=lambda row: row.started or 0.0)
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("name", "model id", "status", "elapsed"):
+        table.add_column(column, justify="right" if column == "elapsed" else "left")
+    for row in running[:max_rows]:
+        style = _STATES.get(row.state, "magenta")
+        elapsed = f"{row.elapsed(now):.1f} s"
+        table.add_row(row.job.name, row.model_id or "-", Text(row.state, style=style), elapsed)
+    if len(running) > max_rows:
+        table.caption = f"… and {len(running) - max_rows} more running"
+    return Group(counts, bar, table) if running else Group(counts, bar)
+
+
+@contextmanager
+def live_view(progress: BatchProgress, title: str) -> Iterator[None]:
+    """Show the live view (refreshed 4 times a second) while the block runs."""
+    from rich.console import Console
+    from rich.live import Live
+
+    console = Console()
+    started = time.monotonic()
+    max_rows = max(5, console.size.height - 8)
+    with Live(
+        get_renderable=lambda: render(progress, started, title, max_rows),
+        console=console,
+        refresh_per_second=4,
+    ):
+        yield
+
+
+def _summary_rows(report: BatchReport) -> list[list[str]]:
+    rows = []
+    for result in report.results:
+        if result.ok:
+            continue
+        model_id = result.model.id if result.model is not None else "-"
+        status = result.model.raw_status if result.model is not None else "error"
+        rows.append([result.job.label, result.job.name, model_id, status, str(result.error or "")])
+    return rows
+
+
+def print_summary(report: BatchReport, elapsed: float, *, rich: bool) -> None:
+    """Counts per outcome and the jobs that did not end active."""
+    counts = report.counts()
+    total = len(report.results)
+    failed = _summary_rows(report)
+    headline = f"{total} job(s) in {elapsed:,.1f} s: " + ", ".join(
+        f"{count} {state}" for state, count in sorted(counts.items(), key=_count_order)
+    )
+    if rich:
+        _rich_summary(headline, counts, failed)
+        return
+    print(headline)
+    if failed:
+        shown = failed[:_FAILED_ROWS_SHOWN]
+        print(plain_table(["JOB", "NAME", "MODEL ID", "STATUS", "ERROR"], shown))
+        if len(failed) > len(shown):
+            print(f"… and {len(failed) - len(shown)} more (see --out)")
+
+
+def _count_order(item: tuple[str, int]) -> tuple[int, str]:
+    names = list(_STATES)
+    return (names.index(item[0]) if item[0] in names else len(names), item[0])
+
+
+def _rich_summary(headline: str, counts: dict[str, int], failed: Sequence[list[str]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title="Batch summary", title_justify="left")
+    table.add_column("status")
+    table.add_column("jobs", justify="right")
+    for state, count in sorted(counts.items(), key=_count_order):
+        table.add_row(f"[{_STATES.get(state, 'magenta')}]{state}[/]", str(count))
+    console.print(table)
+    if failed:
+        problems = Table(title="Did not end active", title_justify="left")
+        for column in ("job", "name", "model id", "status", "error"):
+            problems.add_column(column, overflow="fold")
+        for row in failed[:_FAILED_ROWS_SHOWN]:
+            problems.add_row(*row)
+        if len(failed) > _FAILED_ROWS_SHOWN:
+            problems.caption = f"… and {len(failed) - _FAILED_ROWS_SHOWN} more (see --out)"
+        console.print(problems)
+    console.print(headline, markup=False, highlight=False)
