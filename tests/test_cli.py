@@ -1,0 +1,491 @@
+"""The `happyrobot-async` commands, run in-process against a simulator over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from happyrobot_async import cli
+from happyrobot_async.testing import Fault, Simulator
+from happyrobot_async.testing.pytest_plugin import SimulatorFactory
+
+Run = Callable[..., Awaitable[tuple[int, str, str]]]
+SAMPLES = {"train_sample_ids": ["a" * 24, "b" * 24], "test_sample_ids": ["c" * 24]}
+CHANGE_LINE = re.compile(
+    r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ (?P<name>.+) (?P<id>[0-9a-f]{24}) "
+    r"(?P<previous>new|pending|training|active|failed) -> (?P<current>\w+)$"
+)
+
+
+@pytest.fixture
+def run(capsys: pytest.CaptureFixture[str]) -> Run:
+    """Run `cli.main` in a thread (the simulator's loop keeps serving); exit code, out, err."""
+
+    async def call(*argv: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = await asyncio.to_thread(cli.main, list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return call
+
+
+@pytest.fixture
+async def sim(simulator_factory: SimulatorFactory, monkeypatch: pytest.MonkeyPatch) -> Simulator:
+    """A fast simulator with no failures, its key and URL in the environment."""
+    simulator = await simulator_factory(seed=3, speed=100.0, failure_rate=0.0)
+    monkeypatch.setenv("HAPPYROBOT_API_KEY", simulator.api_key)
+    monkeypatch.setenv("HAPPYROBOT_BASE_URL", simulator.base_url)
+    return simulator
+
+
+def make_jobs(sim: Simulator, count: int, prefix: str = "job") -> list[dict[str, Any]]:
+    """`count` valid job objects spread over the simulator's use cases."""
+    jobs = []
+    for number in range(count):
+        use_case = sim.use_case_ids[number % len(sim.use_case_ids)]
+        jobs.append(
+            {
+                "use_case_id": use_case,
+                "name": f"{prefix}-{number}",
+                "from_model_id": sim.base_model_ids(use_case)[0],
+                **SAMPLES,
+                "key": f"k{number}",
+            }
+        )
+    return jobs
+
+
+def write_jobs(path: Path, jobs: list[dict[str, Any]]) -> Path:
+    """Write jobs as JSONL."""
+    path.write_text("".join(json.dumps(job) + "\n" for job in jobs), encoding="utf-8")
+    return path
+
+
+def create_args(sim: Simulator, name: str = "Carrier sales v2") -> list[str]:
+    """The arguments of a valid `create`."""
+    use_case = sim.use_case_ids[0]
+    return [
+        "create",
+        *("--use-case-id", use_case, "--name", name),
+        *("--from-model-id", sim.base_model_ids(use_case)[0]),
+        *("--train-sample-id", "a" * 24, "--train-sample-id", "b" * 24),
+        *("--test-sample-id", "c" * 24),
+    ]
+
+
+# -- create, get, list, wait ---------------------------------------------------------------
+
+
+async def test_create_json_prints_the_stored_model(sim: Simulator, run: Run) -> None:
+    """`create --json` exits 0 and prints the model the simulator stored, sample ids included."""
+    code, out, err = await run(*create_args(sim), "--no-explain-tools", "--json")
+    assert code == 0, err
+    model = json.loads(out)
+    stored = sim.get_model(model["id"])
+    assert model["name"] == stored.name == "Carrier sales v2"
+    assert model["train_sample_ids"] == ["a" * 24, "b" * 24]
+    assert stored.explain_tools is False
+    assert model["status"] == "pending"
+
+
+async def test_create_and_get_print_text_by_default(sim: Simulator, run: Run) -> None:
+    """Without --json, create and get print `label: value` lines a person can read."""
+    code, out, _ = await run(*create_args(sim, "Readable"))
+    assert code == 0
+    model_id = re.search(r"^id:\s+([0-9a-f]{24})$", out, re.M)
+    assert model_id is not None
+    assert re.search(r"^name:\s+Readable$", out, re.M)
+    code, out, _ = await run("get", model_id[1])
+    assert code == 0
+    assert re.search(r"^train samples:\s+a{24}, b{24}$", out, re.M)
+
+
+async def test_get_json_unknown_and_malformed_ids(sim: Simulator, run: Run) -> None:
+    """get --json prints one model; an unknown id exits 1, a malformed one 2 (nothing sent)."""
+    base = sim.base_model_ids(sim.use_case_ids[0])[0]
+    code, out, _ = await run("get", base, "--json")
+    assert code == 0
+    assert json.loads(out)["id"] == base
+    code, out, err = await run("get", "f" * 24)
+    assert (code, out) == (1, "")
+    assert err.count("\n") == 1 and "NotFoundError" in err
+    before = sim.stats.total_requests
+    code, _, err = await run("get", "short")
+    assert code == 2 and "24 characters" in err
+    assert sim.stats.total_requests == before
+
+
+async def test_list_filters_and_outputs(sim: Simulator, run: Run) -> None:
+    """list --json honours the filters; text mode prints a table, or 'No models.'."""
+    use_case = sim.use_case_ids[1]
+    code, out, _ = await run("list", "--use-case-id", use_case, "--trainable", "--json")
+    assert code == 0
+    listed = json.loads(out)
+    assert {m["id"] for m in listed} == set(sim.base_model_ids(use_case))
+    code, out, _ = await run("list", "--use-case-id", use_case, "--not-trainable", "--json")
+    assert (code, json.loads(out)) == (0, [])
+    code, out, _ = await run("list", "--status", "failed")
+    assert (code, out) == (0, "No models.\n")
+    code, out, _ = await run("list", "--use-case-id", use_case, "--status", "active")
+    assert code == 0
+    assert out.splitlines()[0].split() == ["ID", "STATUS", "TRAINABLE", "CREATED", "NAME"]
+    assert len(out.splitlines()) == 1 + len(sim.base_model_ids(use_case))
+
+
+@pytest.mark.parametrize(
+    ("failure_rate", "exit_code", "status"), [(0.0, 0, "active"), (1.0, 1, "failed")]
+)
+async def test_wait_exit_code_follows_the_final_status(
+    simulator_factory: SimulatorFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    run: Run,
+    failure_rate: float,
+    exit_code: int,
+    status: str,
+) -> None:
+    """wait exits 0 when the model ends active and 1 when it ends failed, printing it either way."""
+    sim = await simulator_factory(seed=4, speed=100.0, failure_rate=failure_rate)
+    monkeypatch.setenv("HAPPYROBOT_API_KEY", sim.api_key)
+    monkeypatch.setenv("HAPPYROBOT_BASE_URL", sim.base_url)
+    code, out, _ = await run(*create_args(sim), "--json")
+    assert code == 0
+    model_id = json.loads(out)["id"]
+    code, out, _ = await run("wait", model_id, "--poll-interval", "0.02", "--json")
+    assert code == exit_code
+    assert json.loads(out)["status"] == status == sim.get_model(model_id).status
+
+
+async def test_wait_timeout_exits_1(
+    simulator_factory: SimulatorFactory, monkeypatch: pytest.MonkeyPatch, run: Run
+) -> None:
+    """wait --timeout gives up with a one-line error and exit 1 when the model is not done."""
+    sim = await simulator_factory(seed=5, speed=0.0)
+    monkeypatch.setenv("HAPPYROBOT_API_KEY", sim.api_key)
+    code, out, _ = await run("--base-url", sim.base_url, *create_args(sim), "--json")
+    model_id = json.loads(out)["id"]
+    code, out, err = await run(
+        "wait", model_id, "--timeout", "0.2", "--poll-interval", "0.05", "--base-url", sim.base_url
+    )
+    assert (code, out) == (1, "")
+    assert "WatchTimeoutError" in err and "pending" in err
+
+
+async def test_invalid_argument_is_a_usage_error(sim: Simulator, run: Run) -> None:
+    """A create the SDK refuses before sending (a short model id) exits 2 and sends nothing."""
+    args = create_args(sim)
+    args[args.index("--from-model-id") + 1] = "too-short"
+    code, _, err = await run(*args)
+    assert code == 2 and "from_model_id" in err
+    assert sim.stats.total_requests == 0
+
+
+# -- the key -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["list"], ["get", "f" * 24], ["wait", "f" * 24], ["create", *("--name", "x")], ["batch"]],
+)
+async def test_missing_key_exits_2(
+    sim: Simulator, run: Run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, argv: list[str]
+) -> None:
+    """With no HAPPYROBOT_API_KEY and no --api-key-file, API commands exit 2 saying so."""
+    monkeypatch.delenv("HAPPYROBOT_API_KEY")
+    if argv[0] == "create":
+        argv = create_args(sim)
+    if argv[0] == "batch":
+        jobs = write_jobs(tmp_path / "jobs.jsonl", make_jobs(sim, 2))
+        argv = ["batch", str(jobs), "--journal", str(tmp_path / "j")]
+    code, out, err = await run(*argv)
+    assert (code, out) == (2, "")
+    assert "no API key" in err and "HAPPYROBOT_API_KEY" in err
+    assert sim.stats.total_requests == 0
+
+
+async def test_api_key_file(
+    sim: Simulator, run: Run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """--api-key-file supplies the key (before or after the command); empty or missing: exit 2."""
+    monkeypatch.delenv("HAPPYROBOT_API_KEY")
+    key_file = tmp_path / "key"
+    key_file.write_text(sim.api_key + "\n")
+    assert (await run("--api-key-file", str(key_file), "list", "--json"))[0] == 0
+    assert (await run("list", "--api-key-file", str(key_file), "--json"))[0] == 0
+    key_file.write_text("  \n")
+    code, _, err = await run("list", "--api-key-file", str(key_file))
+    assert code == 2 and "is empty" in err
+    code, _, err = await run("list", "--api-key-file", str(tmp_path / "nope"))
+    assert code == 2 and "cannot read" in err
+
+
+async def test_the_key_is_never_printed(
+    sim: Simulator, run: Run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """No output of any command, errors and debug logs included, contains the key."""
+    outputs: list[str] = []
+    for argv in (
+        ["-v", "list", "--json"],
+        ["-v", *create_args(sim), "--json"],
+        ["get", "-v", "f" * 24],
+        ["list", "--base-url", "http://127.0.0.1:9/api/v1"],
+        ["list", "--base-url", "http://example.com/api/v1"],
+    ):
+        _, out, err = await run(*argv)
+        outputs += [out, err]
+    jobs = write_jobs(tmp_path / "jobs.jsonl", make_jobs(sim, 3))
+    _, out, err = await run("-v", "batch", str(jobs), "--journal", str(tmp_path / "j"))
+    outputs += [out, err, (tmp_path / "j").read_text()]
+    wrong = "hr_wrong_key_0123456789"
+    monkeypatch.setenv("HAPPYROBOT_API_KEY", wrong)
+    code, out, err = await run("-v", "list")
+    assert code == 1 and "AuthenticationError" in err
+    assert wrong not in out + err
+    assert any("GET /models -> 200" in text for text in outputs)  # -v shows debug logs
+    for text in outputs:
+        assert sim.api_key not in text
+
+
+# -- batch ---------------------------------------------------------------------------------
+
+
+async def test_batch_plain_lines_and_results_agree_with_the_simulator(
+    simulator_factory: SimulatorFactory, monkeypatch: pytest.MonkeyPatch, run: Run, tmp_path: Path
+) -> None:
+    """Off a terminal, batch prints a line per status change; --out has a row per job, in order."""
+    sim = await simulator_factory(seed=8, speed=50.0, failure_rate=0.3)
+    monkeypatch.setenv("HAPPYROBOT_API_KEY", sim.api_key)
+    jobs = make_jobs(sim, 12)
+    path, out_path = write_jobs(tmp_path / "jobs.jsonl", jobs), tmp_path / "results.jsonl"
+    argv = [
+        *("batch", str(path), "--journal", str(tmp_path / "run.journal")),
+        *("--out", str(out_path), "--concurrency", "4", "--poll-interval", "0.02"),
+        *("--base-url", sim.base_url),
+    ]
+    code, out, _ = await run(*argv)
+    results = [json.loads(line) for line in out_path.read_text().splitlines()]
+    assert [row["index"] for row in results] == list(range(12))
+    assert [(row["key"], row["name"]) for row in results] == [(j["key"], j["name"]) for j in jobs]
+    for row in results:
+        truth = sim.get_model(row["model_id"])
+        assert (truth.name, truth.use_case_id) == (row["name"], row["use_case_id"])
+        assert row["status"] == truth.status and row["error"] is None
+    statuses = {row["status"] for row in results}
+    assert statuses <= {"active", "failed"} and "failed" in statuses
+    assert code == 1  # some failed
+    changes = [m for line in out.splitlines() if (m := CHANGE_LINE.match(line))]
+    finals = {m["id"]: m["current"] for m in changes}
+    assert finals == {row["model_id"]: row["status"] for row in results}
+    assert {m["name"] for m in changes} == {job["name"] for job in jobs}
+    assert any(m["previous"] == "new" for m in changes)
+    assert "12 job(s)" in out and "failed" in out
+    assert sim.stats.models_created == 12 and sim.stats.duplicates == 0
+
+
+async def test_batch_all_active_exits_0_and_a_rerun_creates_nothing(
+    sim: Simulator, run: Run, tmp_path: Path
+) -> None:
+    """All active → exit 0; rerunning with the same journal resumes: no new model, same results."""
+    path = write_jobs(tmp_path / "jobs.json", make_jobs(sim, 6))
+    argv = ["batch", str(path), "--journal", str(tmp_path / "j"), "--poll-interval", "0.02"]
+    code, _, _ = await run(*argv, "--out", str(tmp_path / "one.jsonl"))
+    assert code == 0
+    assert sim.stats.models_created == 6
+    code, out, err = await run(*argv, "--out", str(tmp_path / "two.jsonl"))
+    assert code == 0
+    assert "resuming from journal" in err and "6 done" in err
+    assert not CHANGE_LINE.search(out)
+    assert sim.stats.models_created == 6
+    assert (tmp_path / "one.jsonl").read_text() == (tmp_path / "two.jsonl").read_text()
+
+
+async def test_batch_reads_a_json_array(sim: Simulator, run: Run, tmp_path: Path) -> None:
+    """A jobs file holding a JSON array works like JSONL."""
+    path = tmp_path / "jobs.json"
+    path.write_text(json.dumps(make_jobs(sim, 3), indent=2))
+    code, _, _ = await run("batch", str(path), "--journal", str(tmp_path / "j"))
+    assert code == 0
+    assert sim.stats.models_created == 3
+
+
+async def test_bad_jobs_file_lists_every_bad_line(sim: Simulator, run: Run, tmp_path: Path) -> None:
+    """A bad JSONL jobs file exits 2 listing each bad line by number, and sends nothing."""
+    good = make_jobs(sim, 4)
+    lines = [
+        json.dumps(good[0]),
+        "{not json",
+        "",
+        json.dumps({**good[1], "name": ""}),
+        json.dumps({k: v for k, v in good[2].items() if k != "from_model_id"}),
+        json.dumps({**good[3], "name": good[0]["name"], "use_case_id": good[0]["use_case_id"]}),
+        json.dumps({**good[1], "train_sample_ids": "abc"}),
+        json.dumps(["a list"]),
+        json.dumps({**good[2], "colour": "blue"}),
+    ]
+    path = tmp_path / "jobs.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    code, out, err = await run("batch", str(path), "--journal", str(tmp_path / "j"))
+    assert (code, out) == (2, "")
+    numbered = dict(re.findall(r"line (\d+): (.*)", err))
+    assert sorted(numbered, key=int) == ["2", "4", "5", "6", "7", "8", "9"]
+    assert "not valid JSON" in numbered["2"]
+    assert "name" in numbered["4"] and "from_model_id" in numbered["5"]
+    assert "as line 1" in numbered["6"]
+    assert "train_sample_ids" in numbered["7"] and "colour" in numbered["9"]
+    assert sim.stats.total_requests == 0
+    assert not (tmp_path / "j").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ('[\n  {"name": "x"},\n  {"name": "y"\n', 4),
+        ('[\n  {"a": 1}\n  {"b": 2}\n]', 3),
+        ("[\n  1,\n  2\n] x", 4),
+        ("[]", 0),
+    ],
+)
+async def test_bad_json_array_jobs_file(
+    sim: Simulator, run: Run, tmp_path: Path, text: str, line: int
+) -> None:
+    """A malformed or empty JSON-array jobs file exits 2 pointing at the right line."""
+    path = tmp_path / "jobs.json"
+    path.write_text(text)
+    code, _, err = await run("batch", str(path), "--journal", str(tmp_path / "j"))
+    assert code == 2
+    assert (f"line {line}:" in err) if line else ("holds no jobs" in err)
+
+
+async def test_batch_usage_errors(sim: Simulator, run: Run, tmp_path: Path) -> None:
+    """A missing jobs file or a journal of another job list exits 2; so do bad numbers."""
+    code, _, err = await run("batch", str(tmp_path / "none"), "--journal", str(tmp_path / "j"))
+    assert code == 2 and "cannot read jobs file" in err
+    one = write_jobs(tmp_path / "one.jsonl", make_jobs(sim, 2))
+    two = write_jobs(tmp_path / "two.jsonl", make_jobs(sim, 3))
+    assert (await run("batch", str(one), "--journal", str(tmp_path / "j")))[0] == 0
+    code, _, err = await run("batch", str(two), "--journal", str(tmp_path / "j"))
+    assert code == 2 and "different job list" in err
+    code, _, err = await run("batch", str(one), "--journal", str(tmp_path / "no" / "j"))
+    assert code == 2 and "cannot use journal" in err
+    for bad in (["--concurrency", "0"], ["--poll-interval", "-1"], ["--concurrency", "x"]):
+        with pytest.raises(SystemExit) as exc:
+            await asyncio.to_thread(cli.main, ["batch", str(one), "--journal", "j", *bad])
+        assert exc.value.code == 2
+
+
+async def test_fail_fast_stops_then_a_rerun_finishes(
+    simulator_factory: SimulatorFactory, monkeypatch: pytest.MonkeyPatch, run: Run, tmp_path: Path
+) -> None:
+    """--fail-fast exits 1 at the first failure, no --out; a rerun finishes, no duplicate."""
+    slow_creates = Fault("latency", 1.0, "create", delay=0.1)
+    sim = await simulator_factory(seed=9, speed=20.0, failure_rate=1.0, faults=[slow_creates])
+    monkeypatch.setenv("HAPPYROBOT_API_KEY", sim.api_key)
+    path = write_jobs(tmp_path / "jobs.jsonl", make_jobs(sim, 30))
+    out_path = tmp_path / "results.jsonl"
+    argv = [
+        *("batch", str(path), "--journal", str(tmp_path / "j"), "--out", str(out_path)),
+        *("--concurrency", "2", "--poll-interval", "0.02", "--base-url", sim.base_url),
+    ]
+    code, _, err = await run(*argv, "--fail-fast")
+    assert code == 1 and "--fail-fast: stopped" in err and "rerun to resume" in err
+    assert not out_path.exists()
+    assert sim.stats.models_created < 30
+    code, _, _ = await run(*argv)
+    assert code == 1
+    rows = [json.loads(line) for line in out_path.read_text().splitlines()]
+    assert [row["status"] for row in rows] == ["failed"] * 30
+    assert sim.stats.models_created == 30 and sim.stats.duplicates == 0
+
+
+async def test_batch_live_view_ends_with_a_summary_table(
+    sim: Simulator, run: Run, tmp_path: Path
+) -> None:
+    """--view live runs the rich view and prints the summary table at the end."""
+    path = write_jobs(tmp_path / "jobs.jsonl", make_jobs(sim, 5))
+    argv = ["batch", str(path), "--journal", str(tmp_path / "j"), "--view", "live"]
+    code, out, _ = await run(*argv, "--poll-interval", "0.02")
+    assert code == 0
+    assert "Batch summary" in out and "5 job(s)" in out and "5/5 finished" in out
+
+
+async def test_batch_with_an_error_result(
+    simulator_factory: SimulatorFactory, monkeypatch: pytest.MonkeyPatch, run: Run, tmp_path: Path
+) -> None:
+    """A job the server refuses ends as an error: a plain line, an `error` in --out, exit 1."""
+    sim = await simulator_factory(seed=10, speed=100.0, failure_rate=0.0)
+    monkeypatch.setenv("HAPPYROBOT_API_KEY", sim.api_key)
+    jobs = make_jobs(sim, 3)
+    jobs[1]["from_model_id"] = "0" * 24  # unknown base model: 422
+    path, out_path = write_jobs(tmp_path / "jobs.jsonl", jobs), tmp_path / "out.jsonl"
+    argv = ["batch", str(path), "--journal", str(tmp_path / "j"), "--out", str(out_path)]
+    code, out, _ = await run(*argv, "--poll-interval", "0.02", "--base-url", sim.base_url)
+    assert code == 1
+    rows = [json.loads(line) for line in out_path.read_text().splitlines()]
+    assert [row["status"] for row in rows] == ["active", None, "active"]
+    assert rows[1]["model_id"] is None and "422" in rows[1]["error"]
+    assert re.search(rf"^\S+ {jobs[1]['name']} - -> error$", out, re.M)
+    assert "BadRequestError" not in out or "422" in out
+
+
+# -- demo ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("view", ["plain", "live"])
+async def test_demo_runs_to_its_end(run: Run, view: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """demo needs no key, trains its sample batch, prints the summary and the real-API command."""
+    monkeypatch.delenv("HAPPYROBOT_API_KEY", raising=False)
+    code, out, err = await run("demo", "--speed", "50", "--view", view)
+    assert code == 0, err
+    assert "20 job(s)" in out
+    assert "0 duplicated" in out
+    assert "happyrobot-async batch examples/jobs.jsonl --journal run.journal" in out
+    if view == "plain":
+        assert len([line for line in out.splitlines() if CHANGE_LINE.match(line)]) >= 20
+
+
+def test_the_example_jobs_file_is_valid() -> None:
+    """examples/jobs.jsonl parses and validates as a batch."""
+    from happyrobot_async._cli_jobs import load_jobs
+
+    jobs = load_jobs(Path(__file__).resolve().parent.parent / "examples" / "jobs.jsonl")
+    assert len(jobs) == 4 and jobs[1].explain_tools is False
+
+
+async def test_ctrl_c_exits_130_and_a_rerun_resumes(
+    simulator_factory: SimulatorFactory, run: Run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """SIGINT mid-batch exits 130 with the journal saved; the rerun finishes without duplicates."""
+    sim = await simulator_factory(seed=12, speed=1.0, failure_rate=0.0)
+    path = write_jobs(tmp_path / "jobs.jsonl", make_jobs(sim, 10))
+    argv = ["batch", str(path), "--journal", str(tmp_path / "j"), "--poll-interval", "0.05"]
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "happyrobot_async", *argv, "--base-url", sim.base_url),
+        env={**os.environ, "HAPPYROBOT_API_KEY": sim.api_key},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    first = (await asyncio.wait_for(process.stdout.readline(), timeout=20)).decode()
+    assert CHANGE_LINE.match(first.strip())  # running: models are being watched
+    process.send_signal(signal.SIGINT)
+    out, err = await asyncio.wait_for(process.communicate(), timeout=20)
+    assert process.returncode == 130
+    assert "interrupted; journal" in err.decode() and "resume" in err.decode()
+    assert sim.api_key not in (first + out.decode() + err.decode())
+    created = sim.stats.models_created
+    assert 0 < created <= 10
+    sim.clock.advance(60)  # every model created so far is done training
+    monkeypatch.setenv("HAPPYROBOT_API_KEY", sim.api_key)
+    code, _, err_text = await run(*argv, "--base-url", sim.base_url)
+    assert code == 0, err_text
+    assert "resuming from journal" in err_text
+    assert sim.stats.models_created == 10 and sim.stats.duplicates == 0
