@@ -69,7 +69,8 @@ class PlainLines:
         for index, row in enumerate(self._progress.jobs):
             if row.state == "error" and index not in self._errors_seen:
                 self._errors_seen.add(index)
-                self._print(f"{_stamp()} {row.job.name} {row.model_id or '-'} -> error")
+                reason = f": {row.error}" if row.error else ""
+                self._print(f"{_stamp()} {row.job.name} {row.model_id or '-'} -> error{reason}")
 
     def _print(self, line: str) -> None:
         print(line, file=self._out or sys.stdout, flush=True)

@@ -103,6 +103,7 @@ class JobProgress:
     job: TrainingJob
     state: str = "queued"
     model_id: str | None = None
+    error: str | None = None
     started: float | None = None
     finished: float | None = None
 
@@ -220,18 +221,17 @@ class _Runner:
         row.started = time.monotonic()
         started_at = datetime.now(UTC)
         try:
-            model_or_id: Model | str | None = state.model_id if state is not None else None
-            if model_or_id is None:
+            if state is not None and state.model_id is not None:  # created by an earlier run
+                target: Model | str = state.model_id
+                row.state = state.status or "created"
+            else:
                 row.state = "submitting"
                 async with self.slots:
-                    model_or_id = await self._create(index)
-            self.job_of_model[model_or_id if isinstance(model_or_id, str) else model_or_id.id] = (
-                index
-            )
-            row.model_id = model_or_id if isinstance(model_or_id, str) else model_or_id.id
-            if isinstance(model_or_id, Model):
-                row.state = model_or_id.raw_status
-            final = await self.watcher.track(model_or_id)
+                    target = await self._create(index)
+                row.state = target.raw_status
+            row.model_id = target if isinstance(target, str) else target.id
+            self.job_of_model[row.model_id] = index
+            final = await self.watcher.track(target)
         except HappyRobotError as exc:
             self._fail(index, exc, started_at)
             return
@@ -274,7 +274,7 @@ class _Runner:
 
     def _fail(self, index: int, exc: HappyRobotError, started_at: datetime) -> None:
         row = self.progress.jobs[index]
-        row.state, row.finished = "error", time.monotonic()
+        row.state, row.error, row.finished = "error", str(exc), time.monotonic()
         log.warning("job %s failed: %s", self.jobs[index].label, exc)
         # Only a refusal of the create proves no model exists; anything else stays
         # open in the journal, so a rerun reconciles or re-watches, never re-creates.
@@ -295,6 +295,7 @@ class _Runner:
         model = converter.structure(state.final_model, Model) if state.final_model else None
         row.model_id = model.id if model is not None else state.model_id
         row.state = model.raw_status if model is not None else "error"
+        row.error = state.error
         row.started = row.finished = time.monotonic()
         error = HappyRobotError(state.error) if state.error else None
         status = model.status if model is not None else None

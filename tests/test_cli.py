@@ -432,7 +432,7 @@ async def test_batch_with_an_error_result(
     rows = [json.loads(line) for line in out_path.read_text().splitlines()]
     assert [row["status"] for row in rows] == ["active", None, "active"]
     assert rows[1]["model_id"] is None and "422" in rows[1]["error"]
-    assert re.search(rf"^\S+ {jobs[1]['name']} - -> error$", out, re.M)
+    assert re.search(rf"^\S+ {jobs[1]['name']} - -> error: 422: .*from_model_id", out, re.M)
     assert "BadRequestError" not in out or "422" in out
 
 
