@@ -23,6 +23,7 @@ import gc
 import itertools
 import json
 import pstats
+import re
 import time
 import types
 from collections import defaultdict
@@ -56,6 +57,11 @@ def _group(filename: str) -> str:
     return "other"
 
 
+def _short(filename: str) -> str:
+    """A path without this machine's prefixes: `aiohttp/client.py`, `json/decoder.py`."""
+    return re.sub(r"^.*?/(?:site-packages|python3\.\d+)/|^.*?/(?=happyrobot_async/)", "", filename)
+
+
 def digest(profiler: cProfile.Profile, top: int) -> dict[str, Any]:
     """Self time by package (share of the busy time) and the top functions by self time."""
     stats = pstats.Stats(profiler)
@@ -69,7 +75,7 @@ def digest(profiler: cProfile.Profile, top: int) -> dict[str, Any]:
             continue
         group = _group(filename)
         by_group[group] += self_time
-        short = filename.rsplit("site-packages/", 1)[-1].rsplit("/work/main/", 1)[-1]
+        short = _short(filename)
         functions.append((self_time, calls, cumulative, f"{short}:{line}({name})"))
     busy = sum(by_group.values()) or 1.0
     functions.sort(reverse=True)
@@ -200,7 +206,7 @@ async def _cpu_per_request(
     cpu = dict.fromkeys(names, 0.0)
     size = max(256, n // 10)
     try:
-        for turn, start in enumerate(range(-128, n, size)):
+        for turn, start in enumerate([-1, *range(0, n, size)]):
             for name in rotated(list(names), turn + rep):
                 count = 128 if start < 0 else min(size, n - start)
                 inputs: list[Any] = (
@@ -302,7 +308,7 @@ def render(result: dict[str, Any]) -> str:
                 ["function", "calls", "self", "cumulative"],
                 [
                     [
-                        f"`{t['function']}`",
+                        f"`{_short(t['function'])}`",
                         f"{t['calls']:,}",
                         f"{t['self_share']:.1%}",
                         f"{t['cumulative_share']:.1%}",
@@ -343,7 +349,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace) -> dict[str, Any]:
     if args.smoke:
-        args.requests, args.models, args.seconds, args.repeat = 150, 200, 0.5, 1
+        args.requests, args.models, args.seconds, args.repeat = 120, 100, 0.3, 1
     return run(args)
 
 

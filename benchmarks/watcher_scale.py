@@ -457,8 +457,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace) -> dict[str, Any]:
     if args.smoke and not args.phase:
-        args.models, args.naive_models, args.repeat = 200, 50, 1
-        args.interval, args.cycles, args.probes, args.lifetime = 0.25, 3, 4, 1.2
+        args.models, args.naive_models, args.repeat = 200, 40, 1
+        args.interval, args.cycles, args.probes, args.lifetime = 0.2, 3, 4, 0.8
     return run(args)
 
 
