@@ -170,9 +170,14 @@ def _met(ok: bool) -> str:
     return "**met**" if ok else "**missed**"
 
 
-def render(results: dict[str, dict[str, Any]], commands: dict[str, list[str]], smoke: bool) -> str:
+def render(
+    results: dict[str, dict[str, Any]],
+    commands: dict[str, list[str]],
+    smoke: bool,
+    facts: dict[str, Any] | None = None,
+) -> str:
     """The whole RESULTS.md."""
-    facts = machine()
+    facts = facts or machine()
     packages = ", ".join(f"{k} {v}" for k, v in facts["packages"].items())
     out = [
         "# Benchmark results",
@@ -236,7 +241,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.smoke:
             kept.mkdir(exist_ok=True)
             (kept / f"{name}.json").write_text(json.dumps(results[name], indent=1))
-    text = render(results, commands, args.smoke)
+    facts = machine()
+    if args.render_only:
+        facts = json.loads((kept / "machine.json").read_text())
+    elif not args.smoke:
+        (kept / "machine.json").write_text(json.dumps(facts, indent=1))
+    text = render(results, commands, args.smoke, facts)
     out = args.out
     if out is None and not args.smoke:
         out = ROOT / "benchmarks" / "RESULTS.md"
