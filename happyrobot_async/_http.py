@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
+from typing import Any
 
 import aiohttp
 import attrs
@@ -54,6 +55,11 @@ class Transport:
         self._limiter = AdaptiveRateLimiter(rate_limit) if rate_limit else None
         self._session = session
         self._owns_session = session is None
+        # A session of our own carries headers and timeout once; a borrowed one
+        # gets them on every request (aiohttp merges per-request headers each time).
+        self._per_request: dict[str, Any] = (
+            {} if session is None else {"headers": self._headers, "timeout": self._timeout}
+        )
 
     @property
     def rate_limiter(self) -> AdaptiveRateLimiter | None:
@@ -63,7 +69,9 @@ class Transport:
     def _ensure_session(self) -> aiohttp.ClientSession:
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=self._max_concurrency)
-            self._session = aiohttp.ClientSession(connector=connector)
+            self._session = aiohttp.ClientSession(
+                connector=connector, headers=self._headers, timeout=self._timeout
+            )
             # aiohttp silently resends a GET once when a pooled connection drops;
             # our retry policy does that, and `max_retries` must mean what it says.
             if hasattr(self._session, "_retry_connection"):
@@ -91,9 +99,8 @@ class Transport:
                     self._base_url + request.path,
                     params=request.params or None,
                     data=request.body,
-                    headers=self._headers,
                     allow_redirects=False,
-                    timeout=self._timeout,
+                    **self._per_request,
                 ) as raw:
                     body = await raw.read()
                     response = Response(raw.status, raw.headers, body)

@@ -26,6 +26,7 @@ from email.utils import parsedate_to_datetime
 from typing import Final
 
 import attrs
+import backoff
 
 from . import errors
 
@@ -60,7 +61,9 @@ class RetryPolicy:
     def backoff_delay(self, retry: int, rng: random.Random | None = None) -> float:
         """Full jitter: uniform in [0, min(max_delay, initial_delay * 2^retry))."""
         ceiling = min(self.max_delay, self.initial_delay * 2**retry)
-        return (rng or random).uniform(0, ceiling)
+        if rng is not None:
+            return rng.uniform(0, ceiling)
+        return float(backoff.full_jitter(ceiling))
 
     def delay_for(self, exc: BaseException, retry: int, rng: random.Random | None = None) -> float:
         """The wait before retry number `retry` (0-based) after `exc`."""

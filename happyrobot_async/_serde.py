@@ -49,6 +49,28 @@ def _structure_status(value: Any, _: Any) -> ModelStatus:
     return ModelStatus(value)
 
 
+def _optional(kind: type[Any]) -> Any:
+    # cattrs would dispatch on the inner type of `X | None` at every call; this is
+    # the same check, done directly (a hot path: the watcher structures every list item).
+    def hook(value: Any, _: Any) -> Any:
+        if value is None or type(value) is kind:
+            return value
+        raise TypeError(f"expected {kind.__name__} or null, got {type(value).__name__}")
+
+    return hook
+
+
+def _structure_ids(value: Any, _: Any) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if type(value) is list and all(type(item) is str for item in value):
+        return tuple(value)
+    return converter.structure(value, tuple[str, ...])  # the slow path names the bad item
+
+
+converter.register_structure_hook(str | None, _optional(str))
+converter.register_structure_hook(bool | None, _optional(bool))
+converter.register_structure_hook(tuple[str, ...] | None, _structure_ids)
 converter.register_structure_hook(datetime, _structure_datetime)
 converter.register_unstructure_hook(datetime, lambda value: value.isoformat())
 converter.register_structure_hook(ModelStatus, _structure_status)

@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
-import itertools
 import logging
 import os
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
-import backoff
 
 from ._create import create_safely
 from ._http import Response, Transport
 from ._retry import RetryBudget, RetryPolicy, is_retryable_read
 from ._version import __version__
 from ._wire import Request, decode_model, decode_models, get_request, list_request
-from .errors import InvalidRequestError
+from .errors import HappyRobotError, InvalidRequestError
 from .types import CreateModel, Model, ModelStatus, StatusChange
 from .watcher import TrainingWatcher, wait_for_model, watch_models
 
@@ -86,15 +85,6 @@ class HappyRobotClient:
             rate_limit=rate_limit,
             session=session,
         )
-        self._read_with_retries = backoff.on_exception(
-            self._read_waits,
-            Exception,
-            max_tries=retry_policy.max_retries + 1,
-            giveup=self._give_up_read,
-            on_backoff=_log_retry,
-            jitter=None,
-            logger=None,
-        )(self._read_once)
         self.models = Models(self)
 
     def __repr__(self) -> str:
@@ -123,28 +113,35 @@ class HappyRobotClient:
         return await self._transport.send(request, attempt)
 
     async def _read(self, request: Request, decode: Callable[..., T]) -> T:
-        """Send a GET with the retry policy and decode its response."""
-        result: T = await self._read_with_retries(request, decode, itertools.count(1))
-        return result
-
-    async def _read_once(
-        self, request: Request, decode: Callable[..., T], attempts: Iterator[int]
-    ) -> T:
-        response = await self._send(request, next(attempts))
-        value = decode(response.status, response.headers, response.body)
-        self.retry_budget.refund()
-        return value
-
-    def _give_up_read(self, exc: Exception) -> bool:
-        return not is_retryable_read(exc) or self.retry_policy.waits_too_long(exc)
-
-    def _read_waits(self) -> Any:
-        """backoff's wait generator: our policy's delays, until the retry budget is spent."""
-        retry = 0
-        exc = yield
-        while self.retry_budget.permits(exc):
-            exc = yield self.retry_policy.delay_for(exc, retry)
-            retry += 1
+        """Send a GET and decode it, retrying as the policy and the retry budget allow."""
+        policy = self.retry_policy
+        attempt = 1
+        while True:
+            try:
+                response = await self._transport.send(request, attempt)
+                value = decode(response.status, response.headers, response.body)
+            except HappyRobotError as exc:
+                if (
+                    attempt > policy.max_retries
+                    or not is_retryable_read(exc)
+                    or policy.waits_too_long(exc)
+                    or not self.retry_budget.permits(exc)
+                ):
+                    raise
+                delay = policy.delay_for(exc, attempt - 1)
+                log.warning(
+                    "retrying %s %s in %.2f s after %s (attempt %d failed)",
+                    request.method,
+                    request.path,
+                    delay,
+                    _describe(exc),
+                    attempt,
+                )
+                await asyncio.sleep(delay)
+                attempt += 1
+            else:
+                self.retry_budget.refund()
+                return value
 
 
 class Models:
@@ -233,18 +230,6 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _log_retry(details: Any) -> None:
-    request: Request = details["args"][0]
-    log.warning(
-        "retrying %s %s in %.2f s after %s (attempt %d failed)",
-        request.method,
-        request.path,
-        details["wait"],
-        _describe(details["exception"]),
-        details["tries"],
-    )
 
 
 def _describe(exc: BaseException) -> str:
