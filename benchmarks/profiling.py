@@ -1,33 +1,25 @@
-"""Profiles of the SDK's request path and the watcher's poll loop, and measured what-ifs.
+"""Profiles of the SDK's request path and the watcher's poll loop, and the poll loop's decode cost.
 
 1. cProfile over `client.models.get` / `create` at concurrency 64 against a standalone
-   simulator, and over a `TrainingWatcher` following 10,000 models in 10 use cases:
+   simulator (N requests each, after a warm-up; the simulator's counters confirm the
+   count), and over a `TrainingWatcher` following 10,000 models in 10 use cases:
    where the client's CPU goes, by package and by function (cProfile inflates pure
    Python calls, so read shares, not absolute times).
-2. What-ifs, measured like the throughput benchmark (paired, taking turns chunk by
-   chunk, client CPU µs per request): each change is applied to this process only
-   (monkeypatched), the SDK's files are untouched. `fast read` = `_read` makes its
-   first attempt directly and enters the `backoff` machinery only after a failure; `converter` = the
-   structuring hooks of `structuring.suggested_converter()`.
-3. The poll loop's decode: µs per model of `decode_models` on a 1,000-model list
-   body, with our converter and the suggested one.
+2. The poll loop's decode: µs per model of `decode_models` on a 1,000-model list
+   body, against `json.loads` of the same body alone.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import cProfile
-import gc
-import itertools
 import json
 import pstats
 import re
 import time
-import types
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
@@ -36,9 +28,9 @@ import happyrobot_async as hr
 from happyrobot_async import _wire
 from happyrobot_async.client import HappyRobotClient
 
-from ._common import SimProcess, fmt, main_for, rotated, simulator, summary, table
-from .structuring import FULL, suggested_converter
-from .throughput import RawAiohttp, Sdk, create_bodies, drive
+from ._common import SimProcess, fmt, main_for, simulator, summary, table
+from .structuring import FULL
+from .throughput import Sdk, create_bodies, drive
 from .watcher_scale import create_many
 
 # -- 1. profiles ------------------------------------------------------------------------------
@@ -91,24 +83,27 @@ def digest(profiler: cProfile.Profile, top: int) -> dict[str, Any]:
 
 
 async def profile_requests(sim: SimProcess, n: int) -> dict[str, Any]:
-    """cProfile the SDK's get and create at concurrency 64."""
+    """cProfile `n` of the SDK's gets and `n` creates at concurrency 64, after 128 to warm up."""
     out = {}
     ids = await _pool(sim)
-    for op in ("get", "create"):
-        variant = Sdk(sim, 64)
-        inputs: list[Any] = (
-            [ids[i % len(ids)] for i in range(n)]
-            if op == "get"
-            else create_bodies(sim, "profile", n)
-        )
-        call = variant.get if op == "get" else variant.create
-        await drive(call, inputs[:128], 64)
-        profiler = cProfile.Profile()
-        profiler.enable()
-        await drive(call, inputs[128:], 64)
-        profiler.disable()
-        await variant.aclose()
-        out[op] = digest(profiler, 14)
+    async with aiohttp.ClientSession() as session:
+        for op in ("get", "create"):
+            variant = Sdk(sim, 64)
+            inputs: list[Any] = (
+                [ids[i % len(ids)] for i in range(128 + n)]
+                if op == "get"
+                else create_bodies(sim, "profile", 128 + n)
+            )
+            call = variant.get if op == "get" else variant.create
+            await drive(call, inputs[:128], 64)
+            await sim.reset(session)
+            profiler = cProfile.Profile()
+            profiler.enable()
+            await drive(call, inputs[128:], 64)
+            profiler.disable()
+            served = (await sim.stats(session))["total_requests"]
+            await variant.aclose()
+            out[op] = {**digest(profiler, 14), "requests": served}
     return out
 
 
@@ -136,125 +131,30 @@ async def _pool(sim: SimProcess) -> list[str]:
     return ids
 
 
-# -- 2. what-ifs --------------------------------------------------------------------------------
-
-
-async def _fast_read(
-    self: HappyRobotClient, request: _wire.Request, decode: Callable[..., Any]
-) -> Any:
-    """`_read` with the first attempt made directly; `backoff` only after a failure."""
-    try:
-        response = await self._send(request, 1)
-        value = decode(response.status, response.headers, response.body)
-    except Exception:
-        return await self._read_with_retries(request, decode, itertools.count(2))
-    self.retry_budget.refund()
-    return value
-
-
-@contextlib.contextmanager
-def _converter(use: bool) -> Iterator[None]:
-    original = vars(_wire)["converter"]
-    if use:
-        vars(_wire)["converter"] = suggested_converter()
-    try:
-        yield
-    finally:
-        vars(_wire)["converter"] = original
-
-
-WHAT_IFS = {
-    "get": ["raw", "sdk", "sdk + fast read", "sdk + fast read + converter"],
-    "create": ["raw", "sdk", "sdk + converter"],
-}
-
-
-async def what_ifs(sim: SimProcess, n: int, repeat: int) -> dict[str, Any]:
-    """Client CPU µs per request of each variant, paired per repetition, turns by chunk."""
-    ids = await _pool(sim)
-    runs: dict[str, dict[str, list[float]]] = {
-        op: {name: [] for name in names} for op, names in WHAT_IFS.items()
-    }
-    for rep in range(repeat):
-        for op, names in WHAT_IFS.items():
-            for name, value in (await _cpu_per_request(sim, op, names, n, ids, rep)).items():
-                runs[op][name].append(value)
-    out: dict[str, Any] = {}
-    for op, by_name in runs.items():
-        sdk, raw = by_name["sdk"], by_name["raw"]
-        out[op] = {
-            name: {
-                "cpu_us": summary(values),
-                "vs_raw": summary([v / r for v, r in zip(values, raw, strict=True)]),
-                "vs_sdk": summary([v / s for v, s in zip(values, sdk, strict=True)]),
-            }
-            for name, values in by_name.items()
-        }
-    return out
-
-
-async def _cpu_per_request(
-    sim: SimProcess, op: str, names: Sequence[str], n: int, ids: list[str], rep: int
-) -> dict[str, float]:
-    variants: dict[str, RawAiohttp | Sdk] = {}
-    for name in names:
-        variant: RawAiohttp | Sdk = RawAiohttp(sim, 64) if name == "raw" else Sdk(sim, 64)
-        if "fast read" in name:
-            client = variant._client  # type: ignore[union-attr]
-            client._read = types.MethodType(_fast_read, client)  # type: ignore[method-assign]
-        variants[name] = variant
-    cpu = dict.fromkeys(names, 0.0)
-    size = max(256, n // 10)
-    try:
-        for turn, start in enumerate([-1, *range(0, n, size)]):
-            for name in rotated(list(names), turn + rep):
-                count = 128 if start < 0 else min(size, n - start)
-                inputs: list[Any] = (
-                    [ids[i % len(ids)] for i in range(count)]
-                    if op == "get"
-                    else create_bodies(sim, f"w{rep}-{turn}-{name.replace(' ', '')}", count)
-                )
-                call = variants[name].get if op == "get" else variants[name].create
-                with _converter("converter" in name):
-                    gc.collect()
-                    spent = time.process_time()
-                    await drive(call, inputs, 64)
-                    spent = time.process_time() - spent
-                if start >= 0:  # the first turn warms the pools up
-                    cpu[name] += spent
-    finally:
-        for variant in variants.values():
-            await variant.aclose()
-    return {name: spent / n * 1e6 for name, spent in cpu.items()}
-
-
-# -- 3. the poll loop's decode ----------------------------------------------------------------
+# -- 2. the poll loop's decode ----------------------------------------------------------------
 
 
 def decode_cost(repeat: int, size: int = 1000) -> dict[str, Any]:
-    """µs per model of `decode_models` on a `size`-model list body."""
+    """µs per model of `decode_models` on a `size`-model list body, and of `json.loads` alone."""
     item = {k: v for k, v in FULL.items() if not k.endswith("_sample_ids")}
     body = json.dumps([dict(item, id=f"{i:024x}") for i in range(size)]).encode()
-    results: dict[str, list[float]] = {"ours": [], "suggested": []}
-    for rep in range(repeat):
-        for name in rotated(list(results), rep):
-            with _converter(name == "suggested"):
-                _wire.decode_models(200, {}, body)
-                started = time.perf_counter()
-                for _ in range(20):
-                    _wire.decode_models(200, {}, body)
-                results[name].append((time.perf_counter() - started) / 20 / size * 1e6)
-    json_only = time.perf_counter()
-    for _ in range(20):
-        json.loads(body)
-    json_us = (time.perf_counter() - json_only) / 20 / size * 1e6
+    assert len(_wire.decode_models(200, {}, body)) == size  # and warm
+    ours: list[float] = []
+    json_loads: list[float] = []
+    for _ in range(repeat):
+        for decode, times in (
+            (lambda: _wire.decode_models(200, {}, body), ours),
+            (lambda: json.loads(body), json_loads),
+        ):
+            started = time.perf_counter()
+            for _ in range(20):
+                decode()
+            times.append((time.perf_counter() - started) / 20 / size * 1e6)
     return {
-        "ours": summary(results["ours"]),
-        "suggested": summary(results["suggested"]),
-        "ratio": summary(
-            [s / o for s, o in zip(results["suggested"], results["ours"], strict=True)]
-        ),
-        "json_loads_us": json_us,
+        "models": size,
+        "ours": summary(ours),
+        "json_loads": summary(json_loads),
+        "ratio": summary([o / j for o, j in zip(ours, json_loads, strict=True)]),
     }
 
 
@@ -262,13 +162,11 @@ def decode_cost(repeat: int, size: int = 1000) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Profiles, then what-ifs, then the decode cost."""
+    """Profiles, then the decode cost."""
     with simulator("--use-cases", "3", seed=1) as sim:
         requests = asyncio.run(profile_requests(sim, args.requests))
     with simulator("--use-cases", "10", "--pending", "600,600", seed=2) as sim:
         poll = asyncio.run(profile_poll_loop(sim, args.models, args.seconds))
-    with simulator("--use-cases", "3", seed=3) as sim:
-        whatif = asyncio.run(what_ifs(sim, args.requests, args.repeat))
     return {
         "benchmark": "profiling",
         "requests": args.requests,
@@ -276,7 +174,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "seconds": args.seconds,
         "repeat": args.repeat,
         "profiles": {**requests, "poll loop": poll},
-        "what_ifs": whatif,
         "decode": decode_cost(args.repeat),
         "sdk_version": hr.__version__,
     }
@@ -318,23 +215,11 @@ def render(result: dict[str, Any]) -> str:
             ),
             "",
         ]
-    out += [
-        f"What-ifs at concurrency 64, client CPU µs per request, {result['requests']:,} "
-        f"requests, {result['repeat']} repetitions; median (min\u2013max):",
-        "",
-    ]
-    rows = []
-    for op, variants in result["what_ifs"].items():
-        for name, row in variants.items():
-            rows.append(
-                [op, name, fmt(row["cpu_us"]), fmt(row["vs_raw"], 3), fmt(row["vs_sdk"], 3)]
-            )
-    out += [table(["op", "variant", "CPU µs/req", "÷ raw", "÷ sdk"], rows), ""]
     d = result["decode"]
     out.append(
-        f"Poll-loop decode (`decode_models`, 1,000-model list body): ours "
-        f"{fmt(d['ours'], 2)} µs per model, suggested converter {fmt(d['suggested'], 2)} "
-        f"(ratio {fmt(d['ratio'], 2)}); `json.loads` alone {d['json_loads_us']:.2f} µs."
+        f"Poll-loop decode (`decode_models`, {d['models']:,}-model list body, "
+        f"{result['repeat']} repetitions): {fmt(d['ours'], 2)} µs per model; `json.loads` "
+        f"alone {fmt(d['json_loads'], 2)} µs (ratio {fmt(d['ratio'], 2)})."
     )
     return "\n".join(out)
 

@@ -2,9 +2,7 @@
 
 In-process, no server. Each repetition times every variant (rotated order) over
 the same realistic dicts: a full `GET /models/{id}` body (6 + 2 sample ids) and a
-list item (no sample ids), as the simulator renders them. Also timed: `suggested`,
-a converter like ours plus direct hooks for the optional and tuple fields (see
-RESULTS.md), to put a number on that change.
+list item (no sample ids), as the simulator renders them.
 """
 
 from __future__ import annotations
@@ -16,10 +14,6 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-import cattrs
-from cattrs.gen import make_dict_structure_fn, override
-
-from happyrobot_async import _serde
 from happyrobot_async._serde import converter
 from happyrobot_async.types import Model, ModelStatus
 
@@ -72,44 +66,6 @@ def by_hand(d: dict[str, Any]) -> Model:
     )
 
 
-def suggested_converter() -> cattrs.Converter:
-    """Our converter's rules, plus direct hooks for `X | None` and `tuple[str, ...] | None`.
-
-    cattrs routes every optional field through `Converter._structure_optional`,
-    which dispatches on the inner type per call, and every tuple through the
-    generic `_structure_tuple`; one small function per field type avoids both.
-    Same strictness: a wrong type raises TypeError (so `transform_error` paths stay).
-    """
-    fast = cattrs.Converter()
-    for kind in (str, bool, int):
-        fast.register_structure_hook(kind, _serde._strict(kind))
-    fast.register_structure_hook(datetime, _serde._structure_datetime)
-    fast.register_structure_hook(ModelStatus, _serde._structure_status)
-
-    def optional(kind: type[Any]) -> Callable[[Any, Any], Any]:
-        def hook(value: Any, _: Any) -> Any:
-            if value is None or type(value) is kind:
-                return value
-            raise TypeError(f"expected {kind.__name__} or null, got {type(value).__name__}")
-
-        return hook
-
-    def id_tuple(value: Any, _: Any) -> tuple[str, ...] | None:
-        if value is None:
-            return None
-        if type(value) is list and all(type(item) is str for item in value):
-            return tuple(value)
-        return fast.structure(value, tuple[str, ...])  # the slow path names the bad item
-
-    fast.register_structure_hook(str | None, optional(str))
-    fast.register_structure_hook(bool | None, optional(bool))
-    fast.register_structure_hook(tuple[str, ...] | None, id_tuple)
-    fast.register_structure_hook(
-        Model, make_dict_structure_fn(Model, fast, raw_status=override(rename="status"))
-    )
-    return fast
-
-
 def pydantic_model() -> Callable[[dict[str, Any]], Any] | None:
     """A pydantic `BaseModel` of the same fields; None if pydantic is not installed."""
     try:
@@ -147,11 +103,9 @@ def pydantic_model() -> Callable[[dict[str, Any]], Any] | None:
 
 def variants() -> dict[str, Callable[[dict[str, Any]], Any]]:
     """Every way to turn a dict into a model."""
-    fast = suggested_converter()
     found: dict[str, Callable[[dict[str, Any]], Any]] = {
         "ours": lambda d: converter.structure(d, Model),
         "by_hand": by_hand,
-        "suggested": lambda d: fast.structure(d, Model),
     }
     validate = pydantic_model()
     if validate is not None:
@@ -175,7 +129,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for name, function in found.items():  # all agree on the result
         made = function(FULL)
         assert made.id == FULL["id"] and str(made.status) == "training", name
-    assert converter.structure(FULL, Model) == found["suggested"](FULL) == by_hand(FULL)
+    assert converter.structure(FULL, Model) == by_hand(FULL)
     shapes = {"full": FULL, "list_item": LIST_ITEM}
     runs: dict[str, dict[str, list[float]]] = {s: {v: [] for v in found} for s in shapes}
     for rep in range(args.repeat):
@@ -207,7 +161,6 @@ LABELS = {
     "ours": "ours (converter)",
     "by_hand": "attrs by hand",
     "pydantic": "pydantic",
-    "suggested": "suggested converter",
 }
 
 

@@ -60,14 +60,21 @@ def test_fault_soak_smoke() -> None:
 def test_structuring_smoke() -> None:
     """Every variant structures the same dict; ours is timed against the others."""
     result = smoke(structuring)
-    assert {"ours", "by_hand", "suggested"} <= set(result["variants"])
+    assert {"ours", "by_hand"} <= set(result["variants"])
+    assert "suggested" not in result["variants"]
     assert all(row["ours"]["median"] > 0 for row in result["summary"])
     assert "ours" in structuring.render(result)
 
 
 def test_profiling_and_results_page_smoke() -> None:
-    """The profiles and what-ifs run, and run.py renders a page with every section."""
+    """The profiles cover exactly N requests, the decode N models; run.py renders the page."""
     result = smoke(profiling)
     assert set(result["profiles"]) == {"get", "create", "poll loop"}
+    for op in ("get", "create"):
+        assert result["profiles"][op]["requests"] == result["requests"]
+    assert result["decode"]["models"] == 1000
+    assert result["decode"]["ours"]["n"] == result["decode"]["json_loads"]["n"] == 1
+    assert "what_ifs" not in result
     page = run.render({"profiling": result}, {"profiling": ["python", "-m", "x"]}, smoke=True)
-    assert "Profile and measured what-ifs" in page
+    assert "## 5. Profile" in page
+    assert "suggested" not in page and "what-if" not in page
