@@ -20,8 +20,6 @@ import json
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from datetime import datetime
-from enum import StrEnum
 from typing import Any, Protocol
 
 import aiohttp
@@ -29,6 +27,7 @@ import aiohttp
 import happyrobot_async as hr
 
 from ._common import SimProcess, display_command, fmt, main_for, rotated, simulator, summary, table
+from .structuring import pydantic_model
 
 VARIANTS = ("raw", "sdk", "httpx")
 LABELS = {
@@ -101,32 +100,11 @@ class Sdk:
 def _httpx_peer(sim: SimProcess, concurrency: int) -> Variant:
     """The peer written the obvious way: `httpx.AsyncClient` + a pydantic `Model`."""
     import httpx
-    from pydantic import BaseModel
 
-    class Status(StrEnum):
-        PENDING = "pending"
-        TRAINING = "training"
-        ACTIVE = "active"
-        FAILED = "failed"
-
-    class PModel(BaseModel):
-        id: str
-        created_at: datetime
-        status: Status
-        name: str
-        organization_id: str | None = None
-        use_case_id: str | None = None
-        description: str | None = None
-        from_model_id: str | None = None
-        train_sample_ids: list[str] | None = None
-        test_sample_ids: list[str] | None = None
-        trainable: bool = False
-        use_backup_for_generations: bool = False
-        use_backup_when_idle: bool = False
-        provider: str | None = None
-        explain_tools: bool | None = None
-        compressed: bool | None = None
-        compressed_version: str | None = None
+    found = pydantic_model()
+    if found is None:
+        raise RuntimeError("the httpx peer needs pydantic")
+    validate: Callable[[dict[str, Any]], Any] = found
 
     class HttpxPeer:
         def __init__(self) -> None:
@@ -137,15 +115,15 @@ def _httpx_peer(sim: SimProcess, concurrency: int) -> Variant:
                 base_url=sim.base_url, headers=sim.headers, limits=limits, timeout=60.0
             )
 
-        async def get(self, model_id: str) -> PModel:
+        async def get(self, model_id: str) -> Any:
             response = await self._client.get(f"/models/{model_id}")
             response.raise_for_status()
-            return PModel.model_validate(response.json())
+            return validate(response.json())
 
-        async def create(self, body: dict[str, Any]) -> PModel:
+        async def create(self, body: dict[str, Any]) -> Any:
             response = await self._client.post("/models", json=body)
             response.raise_for_status()
-            return PModel.model_validate(response.json())
+            return validate(response.json())
 
         async def aclose(self) -> None:
             await self._client.aclose()
