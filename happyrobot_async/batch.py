@@ -26,6 +26,7 @@ from ._serde import converter
 from .errors import APIStatusError, HappyRobotError, InvalidRequestError
 from .journal import Journal
 from .types import Model, ModelStatus, StatusChange, TrainingJob
+from .watcher import TrainingWatcher
 
 if TYPE_CHECKING:
     from .client import HappyRobotClient
@@ -210,7 +211,7 @@ class _Runner:
         self.slots = slots
         self.results: dict[int, BatchResult] = {}
         self.job_of_model: dict[str, int] = {}
-        self.watcher: Any = None
+        self.watcher: TrainingWatcher | None = None
 
     async def run(self, index: int) -> None:
         job, row = self.jobs[index], self.progress.jobs[index]
@@ -231,6 +232,7 @@ class _Runner:
                 row.state = target.raw_status
             row.model_id = target if isinstance(target, str) else target.id
             self.job_of_model[row.model_id] = index
+            assert self.watcher is not None, "run_batch enters the watcher before any job runs"
             final = await self.watcher.track(target)
         except HappyRobotError as exc:
             self._fail(index, exc, started_at)
