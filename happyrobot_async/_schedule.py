@@ -16,7 +16,10 @@ Rules:
   reports back delays a model but never loses it.
 - `record(id, status, now)` stores an observation: a new status resets the interval
   to `interval`, the same status grows it by `factor` up to `max_interval`. The next
-  due time is `now` plus the interval, jittered by ±`jitter` (never above the cap).
+  due time is `now` plus the interval, jittered by ±`jitter` (never above the cap)
+  for a lone model. A use case's models are not jittered: they share one list
+  anyway, and each drawing its own jitter would only pull that list earlier (the
+  earliest of many draws is about `interval * (1 - jitter)`).
 - `pause_until(t)` holds every poll back until `t` (a server's Retry-After).
 """
 
@@ -166,7 +169,7 @@ class Schedule:
                 lists[use_case_id] = None
             else:
                 gets.append(model_id)
-            entry.due = now + self._jittered(entry.interval)
+            entry.due = now + self._jittered(entry)
             self._push(model_id, entry)
         polls = [Poll.list(uc, tuple(self._by_use_case[uc])) for uc in lists]
         polls.extend(Poll.get(model_id) for model_id in gets)
@@ -180,7 +183,7 @@ class Schedule:
         entry.interval = (
             self.interval if changed else min(entry.interval * self.factor, self.max_interval)
         )
-        entry.due = now + self._jittered(entry.interval)
+        entry.due = now + self._jittered(entry)
         self._push(model_id, entry)
         return changed
 
@@ -188,7 +191,7 @@ class Schedule:
         """A poll for this model failed: back off as if nothing changed."""
         entry = self._entries[model_id]
         entry.interval = min(entry.interval * self.factor, self.max_interval)
-        entry.due = now + self._jittered(entry.interval)
+        entry.due = now + self._jittered(entry)
         self._push(model_id, entry)
 
     def retry_at(self, model_id: str, when: float) -> None:
@@ -225,8 +228,11 @@ class Schedule:
 
     # -- internals --------------------------------------------------------------------
 
-    def _jittered(self, interval: float) -> float:
-        if self.jitter:
+    def _jittered(self, entry: _Entry) -> float:
+        """The entry's interval, jittered unless its model is polled with its use case."""
+        interval = entry.interval
+        grouped = entry.use_case_id is not None and len(self._by_use_case[entry.use_case_id]) >= 2
+        if self.jitter and not grouped:
             interval *= 1 + self.rng.uniform(-self.jitter, self.jitter)
         return min(interval, self.max_interval)
 
