@@ -60,8 +60,15 @@ class HappyRobotClient:
         url = base_url or os.environ.get("HAPPYROBOT_BASE_URL") or DEFAULT_BASE_URL
         self.base_url = _checked_base_url(url)
         self.organization_id = organization_id
-        if max_concurrency < 1:
-            raise InvalidRequestError("max_concurrency", "must be at least 1")
+        for field, value, floor in (
+            ("max_concurrency", max_concurrency, 1),
+            ("max_retries", max_retries, 0),
+        ):
+            if not isinstance(value, int) or value < floor:
+                raise InvalidRequestError(field, f"must be a whole number >= {floor}")
+        for field, seconds in (("timeout", timeout), ("connect_timeout", connect_timeout)):
+            if not seconds > 0:
+                raise InvalidRequestError(field, "must be a positive number of seconds")
         if rate_limit is not None and rate_limit <= 0:
             raise InvalidRequestError("rate_limit", "must be a positive number of requests/s")
         if retry_policy is None:

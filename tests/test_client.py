@@ -177,6 +177,23 @@ def test_insecure_base_url_refused(url: str) -> None:
         hr.HappyRobotClient("key", url)
 
 
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("max_retries", -1),
+        ("max_concurrency", 0),
+        ("timeout", 0),
+        ("connect_timeout", -1.0),
+        ("rate_limit", 0),
+    ],
+)
+def test_bad_client_options_are_named(option: str, value: float) -> None:
+    """A bad client option is refused at construction, by name."""
+    with pytest.raises(hr.InvalidRequestError) as info:
+        hr.HappyRobotClient("key", "http://127.0.0.1:9/api/v1", **{option: value})
+    assert info.value.field == option
+
+
 @pytest.mark.parametrize("url", ["http://localhost:1/api/v1", "http://[::1]:1/api/v1"])
 def test_loopback_http_allowed(url: str) -> None:
     """Plain http to a loopback host is allowed (the simulator)."""
