@@ -278,7 +278,12 @@ class TrainingWatcher:
             )
 
     async def _poll(self, poll: Poll) -> BaseException | None:
-        """Make one poll and record what it saw; a failure is returned, never raised."""
+        """Make one poll and record what it saw; a failure is returned, never raised.
+
+        Intervals run from when a poll is sent, so a slow response does not stretch
+        the cycle (a change is seen within one interval plus one round trip).
+        """
+        sent = asyncio.get_running_loop().time()
         try:
             if poll.kind == "get":
                 await self._get(poll.model_ids[0])
@@ -289,7 +294,7 @@ class TrainingWatcher:
             self._failed(poll.model_ids, exc)
             return exc
         self._auth_failures = 0
-        now, at = asyncio.get_running_loop().time(), datetime.now(UTC)
+        at = datetime.now(UTC)
         by_id = {model.id: model for model in models}
         missing = []
         for model_id in poll.model_ids:
@@ -297,7 +302,7 @@ class TrainingWatcher:
             if model is None:
                 missing.append(model_id)
             else:
-                self._observe(model, now, at)
+                self._observe(model, sent, at)
         for model_id in missing:  # gone from its use case's list: ask for it directly
             if model_id in self._handles:
                 try:
@@ -307,6 +312,7 @@ class TrainingWatcher:
         return None
 
     async def _get(self, model_id: str) -> None:
+        sent = asyncio.get_running_loop().time()
         try:
             model = await self._client.models.get(model_id)
         except NotFoundError as exc:
@@ -318,7 +324,7 @@ class TrainingWatcher:
         self._auth_failures = 0
         if model_id in self._schedule:
             self._schedule.set_use_case(model_id, model.use_case_id)
-            self._observe(model, asyncio.get_running_loop().time(), datetime.now(UTC))
+            self._observe(model, sent, datetime.now(UTC))
 
     def _failed(self, model_ids: Iterable[str], exc: Exception) -> None:
         now = asyncio.get_running_loop().time()
@@ -344,12 +350,12 @@ class TrainingWatcher:
             if model_id in self._schedule:
                 self._schedule.retry_at(model_id, when)
 
-    def _observe(self, model: Model, now: float, at: datetime) -> None:
+    def _observe(self, model: Model, sent: float, at: datetime) -> None:
         handle = self._handles.get(model.id)
         if handle is None:
             return
         previous, handle._model = handle._model, model
-        if self._schedule.record(model.id, model.raw_status, now):
+        if self._schedule.record(model.id, model.raw_status, sent):
             was = None if previous is None else previous.status
             change = StatusChange(model, was, model.status, at)
             for stream in self._streams:

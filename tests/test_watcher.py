@@ -507,3 +507,19 @@ async def test_watcher_settings_are_checked() -> None:
     ):
         with pytest.raises(hr.InvalidRequestError):
             TrainingWatcher(client, **bad)
+
+
+async def test_interval_runs_from_when_a_poll_is_sent(connect: Connect) -> None:
+    """A slow list does not stretch the cycle: polls start one interval apart, not one
+    interval after the previous response."""
+    sim, client = await connect(speed=0.0)
+    models = await create(sim, client, count=3)
+    sim.faults = [Fault("latency", route="list", delay=0.15)]
+    sim.reset_stats()
+    async with client.watcher(poll_interval=0.3, max_poll_interval=0.3, jitter=0.0) as watcher:
+        for model in models:
+            watcher.track(model)
+        await until(lambda: sim.stats.count("list") >= 5)
+    starts = [entry.time for entry in sim.stats.log if entry.route == "list"]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
+    assert gaps and max(gaps) < 0.3 + 0.1  # response-based scheduling would give ≥ 0.45
