@@ -226,9 +226,10 @@ class TrainingWatcher:
         loop = asyncio.get_running_loop()
         while True:
             try:
-                polls = self._schedule.plan(loop.time())
+                now = loop.time()
+                polls = self._schedule.plan(now)
                 if polls:
-                    await self._tick(polls)
+                    await self._tick(polls, now)
                 else:
                     await self._sleep_until(self._schedule.next_deadline())
             except Exception:  # a bug, not a poll error: keep going, slowly
@@ -250,7 +251,7 @@ class TrainingWatcher:
         if self._waker is not None:
             _set_done(self._waker)
 
-    async def _tick(self, polls: list[Poll]) -> None:
+    async def _tick(self, polls: list[Poll], planned: float) -> None:
         failures: list[BaseException] = []
         pending = iter(polls)
 
@@ -260,7 +261,7 @@ class TrainingWatcher:
                 if resume is not None and resume > asyncio.get_running_loop().time():
                     self._retry_at(poll.model_ids, resume)  # a Retry-After came mid-tick
                     continue
-                error = await self._poll(poll)
+                error = await self._poll(poll, planned)
                 if error is not None:
                     failures.append(error)
 
@@ -277,16 +278,16 @@ class TrainingWatcher:
                 failures[0],
             )
 
-    async def _poll(self, poll: Poll) -> BaseException | None:
+    async def _poll(self, poll: Poll, planned: float) -> BaseException | None:
         """Make one poll and record what it saw; a failure is returned, never raised.
 
-        Intervals run from when a poll is sent, so a slow response does not stretch
-        the cycle (a change is seen within one interval plus one round trip).
+        Intervals run from when a poll was planned, so neither planning 10,000 models
+        nor a slow response stretches the cycle (a change is seen within one interval
+        plus one round trip).
         """
-        sent = asyncio.get_running_loop().time()
         try:
             if poll.kind == "get":
-                await self._get(poll.model_ids[0])
+                await self._get(poll.model_ids[0], planned)
                 return None
             assert poll.use_case_id is not None
             models = await self._client.models.list(use_case_id=poll.use_case_id)
@@ -302,7 +303,7 @@ class TrainingWatcher:
             if model is None:
                 missing.append(model_id)
             else:
-                self._observe(model, sent, at)
+                self._observe(model, planned, at)
         for model_id in missing:  # gone from its use case's list: ask for it directly
             if model_id in self._handles:
                 try:
@@ -311,8 +312,9 @@ class TrainingWatcher:
                     self._failed((model_id,), exc)
         return None
 
-    async def _get(self, model_id: str) -> None:
-        sent = asyncio.get_running_loop().time()
+    async def _get(self, model_id: str, planned: float | None = None) -> None:
+        if planned is None:  # a follow-up get, not a planned poll
+            planned = asyncio.get_running_loop().time()
         try:
             model = await self._client.models.get(model_id)
         except NotFoundError as exc:
@@ -324,7 +326,7 @@ class TrainingWatcher:
         self._auth_failures = 0
         if model_id in self._schedule:
             self._schedule.set_use_case(model_id, model.use_case_id)
-            self._observe(model, sent, datetime.now(UTC))
+            self._observe(model, planned, datetime.now(UTC))
 
     def _failed(self, model_ids: Iterable[str], exc: Exception) -> None:
         now = asyncio.get_running_loop().time()
@@ -350,12 +352,12 @@ class TrainingWatcher:
             if model_id in self._schedule:
                 self._schedule.retry_at(model_id, when)
 
-    def _observe(self, model: Model, sent: float, at: datetime) -> None:
+    def _observe(self, model: Model, planned: float, at: datetime) -> None:
         handle = self._handles.get(model.id)
         if handle is None:
             return
         previous, handle._model = handle._model, model
-        if self._schedule.record(model.id, model.raw_status, sent):
+        if self._schedule.record(model.id, model.raw_status, planned):
             was = None if previous is None else previous.status
             change = StatusChange(model, was, model.status, at)
             for stream in self._streams:

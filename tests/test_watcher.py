@@ -509,7 +509,7 @@ async def test_watcher_settings_are_checked() -> None:
             TrainingWatcher(client, **bad)
 
 
-async def test_interval_runs_from_when_a_poll_is_sent(connect: Connect) -> None:
+async def test_interval_runs_from_when_a_poll_is_planned(connect: Connect) -> None:
     """A slow list does not stretch the cycle: polls start one interval apart, not one
     interval after the previous response."""
     sim, client = await connect(speed=0.0)
