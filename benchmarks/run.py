@@ -151,11 +151,11 @@ def reading(results: dict[str, dict[str, Any]]) -> list[str]:
     if ws:
         w, s = ws["summary"]["watcher"], ws["settings"]
         lines.append(
-            f"- Watcher: one list per use case per cycle, as designed, but a cycle lasts "
-            f"{w['cycle_seconds']['median']:.2f} s, not {s['interval']:g} s: after a list, each "
-            "model is rescheduled with its own jitter and the earliest of a use case's models "
-            f"(≈ I x (1 - jitter)) triggers the next list, so the watcher makes "
-            f"{w['requests_per_interval']['median']:.1f} requests per {s['interval']:g} s "
+            f"- Watcher: one list per use case per cycle, as designed; a cycle lasts "
+            f"{w['cycle_seconds']['median']:.2f} s at a {s['interval']:g} s interval (intervals "
+            "run from when a poll is planned, and a use case's models share one unjittered list), "
+            f"so the watcher makes {w['requests_per_interval']['median']:.1f} requests per "
+            f"{s['interval']:g} s "
             f"interval. CPU per cycle: {w['cpu_ms_per_cycle']['median']:.0f} ms for "
             f"{w['models']:,} models ({w['cpu_us_per_model_cycle']['median']:.0f} µs per model, "
             "mostly structuring list items and rescheduling each model), against "
