@@ -6,14 +6,7 @@ end with one watcher, and never lose a model or train one twice.
 
 from ._retry import RetryPolicy
 from ._version import __version__
-from .batch import (
-    BatchFailedError,
-    BatchProgress,
-    BatchReport,
-    BatchResult,
-    InvalidJobsError,
-    run_batch,
-)
+from .batch import BatchProgress, BatchReport, BatchResult, JobProgress, JobStage, run_batch
 from .client import DEFAULT_BASE_URL, HappyRobotClient
 from .errors import (
     AmbiguousCreateError,
@@ -22,9 +15,12 @@ from .errors import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    BatchFailedError,
     ConflictError,
     HappyRobotError,
+    InvalidJobsError,
     InvalidRequestError,
+    JobProblem,
     JournalError,
     NotFoundError,
     PermissionDeniedError,
@@ -36,7 +32,7 @@ from .errors import (
     WatchTimeoutError,
 )
 from .types import CreateModel, Model, ModelStatus, StatusChange, TrainingJob
-from .watcher import ChangeStream, TrainingWatcher, WatchHandle, wait_for_model, watch_models
+from .watcher import ChangeStream, TrainingWatcher, WatchHandle
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -57,6 +53,9 @@ __all__ = [
     "HappyRobotError",
     "InvalidJobsError",
     "InvalidRequestError",
+    "JobProblem",
+    "JobProgress",
+    "JobStage",
     "JournalError",
     "Model",
     "ModelStatus",
@@ -75,6 +74,4 @@ __all__ = [
     "WatcherClosedError",
     "__version__",
     "run_batch",
-    "wait_for_model",
-    "watch_models",
 ]

@@ -9,6 +9,7 @@ anything, so every job ends with exactly one model.
 from __future__ import annotations
 
 import asyncio
+import enum
 import inspect
 import logging
 import os
@@ -23,7 +24,14 @@ import attrs
 from ._create import create_safely, reconcile
 from ._retry import CreateFailure, classify_create_failure
 from ._serde import converter
-from .errors import APIStatusError, HappyRobotError, InvalidRequestError
+from .errors import (
+    APIStatusError,
+    BatchFailedError,
+    HappyRobotError,
+    InvalidJobsError,
+    InvalidRequestError,
+    JobProblem,
+)
 from .journal import Journal
 from .types import Model, ModelStatus, StatusChange, TrainingJob
 from .watcher import TrainingWatcher
@@ -32,26 +40,17 @@ if TYPE_CHECKING:
     from .client import HappyRobotClient
 
 __all__ = [
-    "BatchFailedError",
     "BatchProgress",
     "BatchReport",
     "BatchResult",
-    "InvalidJobsError",
+    "JobProgress",
+    "JobStage",
     "run_batch",
-    "validate_jobs",
 ]
 
 log = logging.getLogger("happyrobot_async")
 OnChange = Callable[[StatusChange], Any]
-
-
-class InvalidJobsError(InvalidRequestError):
-    """Some jobs of a batch are invalid; `problems` lists each as (index, message)."""
-
-    def __init__(self, problems: list[tuple[int, str]]) -> None:
-        listed = "; ".join(f"job {index}: {message}" for index, message in problems)
-        super().__init__("jobs", f"{len(problems)} invalid job(s): {listed}")
-        self.problems = problems
+OnResult = Callable[["BatchResult"], object]
 
 
 @attrs.frozen
@@ -83,18 +82,32 @@ class BatchReport:
         """True when every job ended `active`."""
         return all(result.ok for result in self.results)
 
+    @property
+    def failed(self) -> int:
+        """How many jobs did not end `active`."""
+        return sum(not result.ok for result in self.results)
+
+    def __len__(self) -> int:
+        return len(self.results)
+
     def counts(self) -> dict[str, int]:
         """How many jobs ended in each status ("error" for those with no model)."""
         return dict(Counter(_outcome(result) for result in self.results))
 
 
-class BatchFailedError(HappyRobotError):
-    """`raise_on_failure=True` and some jobs did not end `active`; `report` has them all."""
+class JobStage(enum.StrEnum):
+    """Where one job of a running batch is."""
 
-    def __init__(self, report: BatchReport) -> None:
-        failed = sum(not result.ok for result in report.results)
-        super().__init__(f"{failed} of {len(report.results)} job(s) did not end active")
-        self.report = report
+    QUEUED = "queued"
+    """Waiting for a create slot."""
+    SUBMITTING = "submitting"
+    """Its create is being sent (and settled, if ambiguous)."""
+    WATCHING = "watching"
+    """Its model exists; the watcher follows it."""
+    FINISHED = "finished"
+    """Its model reached a terminal status."""
+    ERROR = "error"
+    """It ended without a terminal model; `JobProgress.error` says why."""
 
 
 @attrs.define
@@ -102,11 +115,20 @@ class JobProgress:
     """What is known of one job right now (for live views)."""
 
     job: TrainingJob
-    state: str = "queued"
+    stage: JobStage = JobStage.QUEUED
     model_id: str | None = None
+    model_status: str | None = None
+    """The model's status as the server last spelled it (None before it has one)."""
     error: str | None = None
     started: float | None = None
     finished: float | None = None
+
+    @property
+    def state(self) -> str:
+        """One word to show: "error", else the model's status, else the stage."""
+        if self.stage is JobStage.ERROR:
+            return self.stage.value
+        return self.model_status or self.stage.value
 
     def elapsed(self, now: float | None = None) -> float:
         """Seconds since the job started (until it finished)."""
@@ -133,18 +155,23 @@ class BatchProgress:
 
 def validate_jobs(jobs: Sequence[TrainingJob | Mapping[str, Any]]) -> list[TrainingJob]:
     """Every job checked as `create` checks it, and `(use_case_id, name)` unique; all at once."""
-    problems: list[tuple[int, str]] = []
+    problems: list[JobProblem] = []
     valid: list[TrainingJob] = []
     seen: dict[tuple[str, str], int] = {}
     for index, job in enumerate(jobs):
         try:
             checked = job if isinstance(job, TrainingJob) else _job_from_mapping(job)
-        except (InvalidRequestError, TypeError) as exc:
-            problems.append((index, str(exc)))
+        except InvalidRequestError as exc:
+            problems.append(JobProblem(index, exc.problem, exc.field))
+            continue
+        except TypeError as exc:
+            problems.append(JobProblem(index, str(exc)))
             continue
         key = (checked.use_case_id, checked.name)
         if key in seen:
-            problems.append((index, f"same use case and name as job {seen[key]}: {key[1]!r}"))
+            problems.append(
+                JobProblem(index, f"same use case and name as job {seen[key]}: {key[1]!r}", "name")
+            )
         seen.setdefault(key, index)
         valid.append(checked)
     if problems:
@@ -160,18 +187,25 @@ async def run_batch(
     journal: str | os.PathLike[str] | None = None,
     raise_on_failure: bool = False,
     on_change: OnChange | None = None,
+    on_result: OnResult | None = None,
     progress: BatchProgress | None = None,
     poll_interval: float = 2.0,
     max_poll_interval: float = 30.0,
 ) -> BatchReport:
-    """Create and train every job (at most `concurrency` creates at once); report each."""
+    """Create and train every job (at most `concurrency` creates at once); report each.
+
+    `on_change` gets every status change; `on_result` gets each job's `BatchResult`
+    as soon as that job ends in this run (jobs the journal already had finished are
+    not reported again). Both are called on the event loop and must not block.
+    """
     checked = validate_jobs(jobs)
     if concurrency < 1:
         raise InvalidRequestError("concurrency", "must be at least 1")
     book = Journal.open(journal, checked) if journal is not None else None
     progress = progress if progress is not None else BatchProgress()
     progress.jobs[:] = [JobProgress(job) for job in checked]
-    runner = _Runner(client, checked, book, progress, on_change, asyncio.Semaphore(concurrency))
+    runner = _Runner(client, checked, book, progress, asyncio.Semaphore(concurrency))
+    runner.user_on_change, runner.on_result = on_change, on_result
     try:
         async with client.watcher(
             poll_interval=poll_interval,
@@ -200,14 +234,14 @@ class _Runner:
         jobs: list[TrainingJob],
         journal: Journal | None,
         progress: BatchProgress,
-        on_change: OnChange | None,
         slots: asyncio.Semaphore,
     ) -> None:
         self.client = client
         self.jobs = jobs
         self.journal = journal
         self.progress = progress
-        self.user_on_change = on_change
+        self.user_on_change: OnChange | None = None
+        self.on_result: OnResult | None = None
         self.slots = slots
         self.results: dict[int, BatchResult] = {}
         self.job_of_model: dict[str, int] = {}
@@ -224,12 +258,13 @@ class _Runner:
         try:
             if state is not None and state.model_id is not None:  # created by an earlier run
                 target: Model | str = state.model_id
-                row.state = state.status or "created"
+                row.model_status = state.status
             else:
-                row.state = "submitting"
+                row.stage = JobStage.SUBMITTING
                 async with self.slots:
                     target = await self._create(index)
-                row.state = target.raw_status
+                row.model_status = target.raw_status
+            row.stage = JobStage.WATCHING
             row.model_id = target if isinstance(target, str) else target.id
             self.job_of_model[row.model_id] = index
             assert self.watcher is not None, "run_batch enters the watcher before any job runs"
@@ -237,12 +272,11 @@ class _Runner:
         except HappyRobotError as exc:
             self._fail(index, exc, started_at)
             return
-        row.state, row.finished = final.raw_status, time.monotonic()
+        row.stage, row.model_status = JobStage.FINISHED, final.raw_status
+        row.finished = time.monotonic()
         if self.journal is not None:
             self.journal.done(index, converter.unstructure(final), None)
-        self.results[index] = BatchResult(
-            index, job, final, final.status, None, started_at, datetime.now(UTC)
-        )
+        self._ended(BatchResult(index, job, final, final.status, None, started_at, _now()))
 
     async def _create(self, index: int) -> Model:
         job = self.jobs[index]
@@ -266,7 +300,7 @@ class _Runner:
     def on_change(self, change: StatusChange) -> Any:
         index = self.job_of_model.get(change.model.id)
         if index is not None:
-            self.progress.jobs[index].state = change.model.raw_status
+            self.progress.jobs[index].model_status = change.model.raw_status
             if self.journal is not None:
                 self.journal.status(index, change.model.id, change.model.raw_status)
         if self.user_on_change is None:
@@ -276,7 +310,7 @@ class _Runner:
 
     def _fail(self, index: int, exc: HappyRobotError, started_at: datetime) -> None:
         row = self.progress.jobs[index]
-        row.state, row.error, row.finished = "error", str(exc), time.monotonic()
+        row.stage, row.error, row.finished = JobStage.ERROR, str(exc), time.monotonic()
         log.warning("job %s failed: %s", self.jobs[index].label, exc)
         # Only a refusal of the create proves no model exists; anything else stays
         # open in the journal, so a rerun reconciles or re-watches, never re-creates.
@@ -287,16 +321,22 @@ class _Runner:
         )
         if self.journal is not None and refused:
             self.journal.done(index, None, str(exc))
-        self.results[index] = BatchResult(
-            index, self.jobs[index], None, None, exc, started_at, datetime.now(UTC)
-        )
+        self._ended(BatchResult(index, self.jobs[index], None, None, exc, started_at, _now()))
+
+    def _ended(self, result: BatchResult) -> None:
+        self.results[result.index] = result
+        if self.on_result is not None:
+            self.on_result(result)
 
     def _finish_from_journal(self, index: int) -> None:
         assert self.journal is not None
         state, row = self.journal.states[index], self.progress.jobs[index]
         model = converter.structure(state.final_model, Model) if state.final_model else None
         row.model_id = model.id if model is not None else state.model_id
-        row.state = model.raw_status if model is not None else "error"
+        if model is None:
+            row.stage = JobStage.ERROR
+        else:
+            row.stage, row.model_status = JobStage.FINISHED, model.raw_status
         row.error = state.error
         row.started = row.finished = time.monotonic()
         error = HappyRobotError(state.error) if state.error else None
@@ -319,6 +359,10 @@ def _job_from_mapping(data: Mapping[str, Any]) -> TrainingJob:
     if missing:
         raise InvalidRequestError(", ".join(missing), "required, missing")
     return TrainingJob(**data)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _outcome(result: BatchResult) -> str:

@@ -1,11 +1,18 @@
-"""The one exception tree: everything the SDK raises is a `HappyRobotError`."""
+"""The one exception tree: everything the SDK raises is a `HappyRobotError`.
+
+This is the lowest layer: it imports nothing else of the package. Errors that
+carry a model, a create or a batch report describe what they need of it with a
+`Protocol`, so no import ever points upwards.
+
+Every class survives `pickle` (multiprocessing, task queues): `__reduce__`
+rebuilds an error from its message and attributes, whatever its `__init__`.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from .types import CreateModel, Model
+import attrs
 
 __all__ = [
     "APIConnectionError",
@@ -14,9 +21,12 @@ __all__ = [
     "AmbiguousCreateError",
     "AuthenticationError",
     "BadRequestError",
+    "BatchFailedError",
     "ConflictError",
     "HappyRobotError",
+    "InvalidJobsError",
     "InvalidRequestError",
+    "JobProblem",
     "JournalError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -29,8 +39,46 @@ __all__ = [
 ]
 
 
+class ModelLike(Protocol):
+    """What an error needs of a `Model` (the real one is in `types`)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def raw_status(self) -> str: ...
+
+
+class CreateLike(Protocol):
+    """What an error needs of a `CreateModel`."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def use_case_id(self) -> str: ...
+
+
+class ReportLike(Protocol):
+    """What an error needs of a `BatchReport`."""
+
+    @property
+    def failed(self) -> int: ...
+    def __len__(self) -> int: ...
+
+
+def _restore(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
+
 class HappyRobotError(Exception):
     """Base of every error this SDK raises."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_restore, (type(self), self.args, self.__dict__))
 
 
 class InvalidRequestError(HappyRobotError, ValueError):
@@ -40,6 +88,31 @@ class InvalidRequestError(HappyRobotError, ValueError):
         super().__init__(f"{field}: {problem}")
         self.field = field
         self.problem = problem
+
+
+@attrs.frozen
+class JobProblem:
+    """One problem with one job of a batch: where it is, which field, what is wrong."""
+
+    index: int
+    """The job's position in the list given (0-based)."""
+    message: str
+    field: str | None = None
+    line: int | None = None
+    """The line of the jobs file, when the jobs came from one."""
+
+    def __str__(self) -> str:
+        where = f"line {self.line}" if self.line is not None else f"job {self.index}"
+        return f"{where}: {self.message}"
+
+
+class InvalidJobsError(InvalidRequestError):
+    """Some jobs of a batch are invalid; `problems` lists every one of them."""
+
+    def __init__(self, problems: list[JobProblem] | tuple[JobProblem, ...]) -> None:
+        listed = "; ".join(str(problem) for problem in problems)
+        super().__init__("jobs", f"{len(problems)} problem(s): {listed}")
+        self.problems = tuple(problems)
 
 
 class APIConnectionError(HappyRobotError):
@@ -61,7 +134,7 @@ class APITimeoutError(APIConnectionError, TimeoutError):
 
 
 class APIStatusError(HappyRobotError):
-    """The server answered with a status that is not a success."""
+    """The server answered with a status that is not a success; `method`/`path` say to what."""
 
     def __init__(
         self,
@@ -71,14 +144,19 @@ class APIStatusError(HappyRobotError):
         body: str = "",
         request_id: str | None = None,
         retry_after: float | None = None,
+        method: str = "",
+        path: str = "",
     ) -> None:
-        super().__init__(f"{status_code}: {message}")
+        where = f"{method} {path}: " if method else ""
+        super().__init__(f"{where}{status_code}: {message}")
         self.message = message
         self.status_code = status_code
         self.body = body
         self.request_id = request_id
         self.retry_after = retry_after
         """Seconds the server asked us to wait (Retry-After), if it said."""
+        self.method = method
+        self.path = path
 
 
 class BadRequestError(APIStatusError):
@@ -121,21 +199,21 @@ class ResponseValidationError(HappyRobotError):
 
 
 class TrainingFailedError(HappyRobotError):
-    """A watched model ended `failed`; `model` is its final state."""
+    """A watched model ended `failed`; `model` is its final state (a `Model`)."""
 
-    def __init__(self, model: Model) -> None:
+    def __init__(self, model: ModelLike) -> None:
         super().__init__(f"model {model.id} ({model.name!r}) failed training")
-        self.model = model
+        self.model: Any = model
 
 
 class WatchTimeoutError(HappyRobotError, TimeoutError):
-    """A model was not terminal by its deadline; `model` is the last state seen (or None)."""
+    """A model was not terminal by its deadline; `model` is the last `Model` seen (or None)."""
 
-    def __init__(self, model_id: str, model: Model | None, timeout: float) -> None:
+    def __init__(self, model_id: str, model: ModelLike | None, timeout: float) -> None:
         last = model.raw_status if model is not None else "never seen"
         super().__init__(f"model {model_id} not finished after {timeout:g} s (last: {last})")
         self.model_id = model_id
-        self.model = model
+        self.model: Any = model
         self.timeout = timeout
 
 
@@ -150,15 +228,23 @@ class JournalError(HappyRobotError):
 class AmbiguousCreateError(HappyRobotError):
     """A create's outcome could not be settled: a model may or may not exist.
 
-    `request` is what was sent; look for it later by name and use case before
-    creating it again.
+    `request` is the `CreateModel` sent; look for it later by name and use case
+    before creating it again.
     """
 
-    def __init__(self, request: CreateModel, *, attempts: int, cause: Any = None) -> None:
+    def __init__(self, request: CreateLike, *, attempts: int, cause: Any = None) -> None:
         super().__init__(
             f"could not tell whether model {request.name!r} was created in use case "
             f"{request.use_case_id} after {attempts} attempt(s); look it up before retrying"
         )
-        self.request = request
+        self.request: Any = request
         self.attempts = attempts
         self.cause = cause
+
+
+class BatchFailedError(HappyRobotError):
+    """`raise_on_failure=True` and some jobs did not end `active`; `report` has them all."""
+
+    def __init__(self, report: ReportLike) -> None:
+        super().__init__(f"{report.failed} of {len(report)} job(s) did not end active")
+        self.report: Any = report
