@@ -53,7 +53,7 @@ def run_one(name: str, extra: Sequence[str]) -> tuple[dict[str, Any], list[str]]
 
 
 def verdicts(results: dict[str, dict[str, Any]]) -> list[str]:
-    """Each DESIGN.md target against its figure: met or missed, and by how much."""
+    """Each target against its figure: met or missed, and by how much."""
     lines = []
     tp = results.get("throughput")
     if tp:
@@ -210,7 +210,7 @@ def render(
         *(" ".join(command) for command in commands.values()),
         "```",
         "",
-        "## Targets (DESIGN.md)",
+        "## Targets",
         "",
         *verdicts(results),
         "",

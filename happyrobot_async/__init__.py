@@ -4,9 +4,10 @@ Submit many clone-and-train requests concurrently, follow every model to its
 end with one watcher, and never lose a model or train one twice.
 """
 
+from ._outcomes import BatchProgress, BatchReport, BatchResult, JobProgress, JobStage
 from ._retry import RetryPolicy
 from ._version import __version__
-from .batch import BatchProgress, BatchReport, BatchResult, JobProgress, JobStage, run_batch
+from .batch import run_batch
 from .client import DEFAULT_BASE_URL, HappyRobotClient
 from .errors import (
     AmbiguousCreateError,

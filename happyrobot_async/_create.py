@@ -1,99 +1,105 @@
-"""Safe creates: retry what is safe, reconcile what is ambiguous, never train twice.
+"""Safe creates: resend what is safe, reconcile what is ambiguous, never train twice.
 
 `POST /models` has no idempotency key. When an attempt fails in a way that
 leaves its outcome unknown (the request may have been stored), we look for
 the model before sending again: same use case, name and `from_model_id`,
-created since our first attempt (less the allowed clock skew), with the same
-sample ids. Found: adopt it. Not found twice, a settle delay apart: resend.
-Still unknown when the retries run out: `AmbiguousCreateError`, never a guess.
+created since our first ambiguous attempt (less the allowed clock skew), with
+the same sample ids. Found: adopt it. Not found twice, a settle delay apart:
+resend. Still unknown when the retries run out: `AmbiguousCreateError`, never
+a guess. Which failures are ambiguous is `_retry`'s table; the loop is
+`_attempts`'.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from ._retry import CreateFailure, classify_create_failure
-from ._wire import create_request, decode_model
+from ._attempts import Attempts, Sleep
+from ._http import Response
+from ._retry import RetryPolicy
+from ._wire import Request, create_request, decode_model
 from .errors import AmbiguousCreateError, HappyRobotError, NotFoundError
 from .types import CreateModel, Model
 
-if TYPE_CHECKING:
-    from .client import HappyRobotClient
-
-__all__ = ["create_safely", "find_created", "reconcile"]
+__all__: list[str] = []
 
 log = logging.getLogger("happyrobot_async")
 
+Send = Callable[[Request, int], Awaitable[Response]]
 
-async def create_safely(client: HappyRobotClient, create: CreateModel) -> Model:
+
+class ModelLookup(Protocol):
+    """The two reads reconciling needs (`client.models`)."""
+
+    async def get(self, model_id: str) -> Model: ...
+
+    async def list(self, *, use_case_id: str | None = None) -> Sequence[Model]: ...
+
+
+async def create_safely(
+    send: Send, attempts: Attempts, lookup: ModelLookup, create: CreateModel
+) -> Model:
     """Create the model once, whatever the network does; see the module docstring."""
-    policy = client.retry_policy
-    request = create_request(create)
-    first_started: datetime | None = None
-    for attempt in range(1, policy.max_retries + 2):
-        started = datetime.now(UTC)
+    safe = _SafeCreate(send, lookup, create, attempts.policy, attempts.sleep)
+    return await attempts.run(safe.attempt, label=f"create {create.name!r}", reconcile=safe)
+
+
+class _SafeCreate:
+    """One create's attempts, and how to settle an ambiguous one."""
+
+    def __init__(
+        self, send: Send, lookup: ModelLookup, create: CreateModel, policy: RetryPolicy, sleep: Sleep
+    ) -> None:
+        self.send, self.lookup, self.create = send, lookup, create
+        self.policy, self.sleep = policy, sleep
+        self.request = create_request(create)
+        self.attempts = 0
+        self.last_started = datetime.now(UTC)
+        self.since: datetime | None = None
+        """When the first ambiguous attempt started: what it stored is no older."""
+
+    async def attempt(self, number: int) -> Model:
+        self.attempts, self.last_started = number, datetime.now(UTC)
+        response = await self.send(self.request, number)
+        return decode_model(response.status, response.headers, response.body, self.request)
+
+    async def find(self, error: HappyRobotError) -> Model | None:
+        log.warning("create %r: attempt %d ambiguous (%s)", self.create.name, self.attempts, error)
+        if self.since is None:
+            self.since = self.last_started
         try:
-            response = await client._send(request, attempt)
-            model = decode_model(response.status, response.headers, response.body)
-        except HappyRobotError as exc:
-            failure = classify_create_failure(exc)
-            if failure is CreateFailure.AMBIGUOUS and first_started is None:
-                first_started = started
-            retries_left = attempt <= policy.max_retries
-            log.warning(
-                "create %r: attempt %d failed (%s, %s)", create.name, attempt, failure.value, exc
-            )
-            if failure is CreateFailure.FATAL:
-                raise
-            if failure is CreateFailure.AMBIGUOUS:
-                try:
-                    adopted = await reconcile(client, create, first_started or started)
-                except HappyRobotError as lookup_error:
-                    log.warning("create %r: could not reconcile (%s)", create.name, lookup_error)
-                    raise AmbiguousCreateError(create, attempts=attempt, cause=exc) from exc
-                if adopted is not None:
-                    return adopted
-                if not retries_left or not client.retry_budget.try_spend():
-                    raise AmbiguousCreateError(create, attempts=attempt, cause=exc) from exc
-                log.info("create %r: no model was stored; sending again", create.name)
-                continue
-            if not retries_left or policy.waits_too_long(exc):
-                raise
-            if not client.retry_budget.permits(exc):
-                raise
-            delay = policy.delay_for(exc, attempt - 1)
-            log.info("create %r: %s, retrying in %.2f s", create.name, failure.value, delay)
-            await asyncio.sleep(delay)
-        else:
-            client.retry_budget.refund()
-            return model
-    raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
+            return await reconcile(self.lookup, self.create, self.since, self.policy, self.sleep)
+        except HappyRobotError as lookup_error:
+            log.warning("create %r: could not reconcile (%s)", self.create.name, lookup_error)
+            raise self.unsettled(error, self.attempts) from error
+
+    def unsettled(self, error: HappyRobotError, attempts: int) -> HappyRobotError:
+        return AmbiguousCreateError(self.create, attempts=attempts, cause=error)
 
 
-async def reconcile(client: HappyRobotClient, create: CreateModel, since: datetime) -> Model | None:
+async def reconcile(
+    lookup: ModelLookup, create: CreateModel, since: datetime, policy: RetryPolicy, sleep: Sleep
+) -> Model | None:
     """The model a POST sent at `since` stored, if any: two looks, `reconcile_delay` apart.
 
     Raises the lookup's own error if the server cannot be asked: then nobody knows.
     """
-    policy = client.retry_policy
     for look in (1, 2):
         if look == 2:
-            await asyncio.sleep(policy.reconcile_delay)
-        found = await find_created(client, create, since - timedelta(seconds=policy.clock_skew))
+            await sleep(policy.reconcile_delay)
+        found = await find_created(lookup, create, since - timedelta(seconds=policy.clock_skew))
         if found is not None:
             log.info("create %r: adopted model %s, already stored", create.name, found.id)
             return found
     return None
 
 
-async def find_created(
-    client: HappyRobotClient, create: CreateModel, since: datetime
-) -> Model | None:
+async def find_created(lookup: ModelLookup, create: CreateModel, since: datetime) -> Model | None:
     """The model `create` made at or after `since`, if the server holds one; oldest first."""
-    listed = await client.models.list(use_case_id=create.use_case_id)
+    listed = await lookup.list(use_case_id=create.use_case_id)
     candidates = sorted(
         (
             m
@@ -106,7 +112,7 @@ async def find_created(
     )
     for candidate in candidates:
         try:
-            full = await client.models.get(candidate.id)
+            full = await lookup.get(candidate.id)
         except NotFoundError:
             continue
         if sorted(full.train_sample_ids or ()) == sorted(create.train_sample_ids) and sorted(

@@ -15,7 +15,7 @@ from . import errors
 from ._ratelimit import AdaptiveRateLimiter
 from ._wire import Request
 
-__all__ = ["Response", "Transport"]
+__all__: list[str] = []
 
 log = logging.getLogger("happyrobot_async")
 

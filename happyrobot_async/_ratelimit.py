@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import attrs
 
-__all__ = ["AdaptiveRateLimiter"]
+__all__: list[str] = []
 
 
 @attrs.define

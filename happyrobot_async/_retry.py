@@ -12,17 +12,16 @@ The rules, as a table a reader can check against `tests/test_retry.py`:
 | a 2xx body of the wrong shape             | raise      | raise (fatal)                |
 
 A server's wait (`retry-after-ms`, else `Retry-After` in seconds or as an HTTP
-date) is obeyed exactly, without jitter, up to `max_retry_after`; a longer
-one is raised at once. Otherwise: full-jitter exponential backoff.
+date; `_wire` parses it) is obeyed exactly, without jitter, up to
+`max_retry_after`; a longer one is raised at once. Otherwise: full-jitter
+exponential backoff. `RetryPolicy.decide` turns one failure into a `Decision`;
+`_attempts` acts on it, and is the only place that sleeps or spends the budget.
 """
 
 from __future__ import annotations
 
 import enum
 import random
-from collections.abc import Mapping
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Final
 
 import attrs
@@ -30,14 +29,7 @@ import backoff
 
 from . import errors
 
-__all__ = [
-    "CreateFailure",
-    "RetryBudget",
-    "RetryPolicy",
-    "classify_create_failure",
-    "is_retryable_read",
-    "retry_after_seconds",
-]
+__all__ = ["RetryPolicy"]
 
 _RETRYABLE_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
 _REFUSED_STATUSES: Final = frozenset({408, 429})
@@ -77,6 +69,40 @@ class RetryPolicy:
         server_wait = getattr(exc, "retry_after", None)
         return server_wait is not None and server_wait > self.max_retry_after
 
+    def decide(
+        self, exc: BaseException, attempt: int, *, create: bool, rng: random.Random | None = None
+    ) -> Decision:
+        """What to do after attempt number `attempt` (1-based) failed with `exc`.
+
+        Reads follow the table's read column; creates its create column: an
+        ambiguous create is reconciled first, and resent (at once: the reconcile
+        waited) only if retries remain.
+        """
+        retries_left = attempt <= self.max_retries
+        if create:
+            failure = classify_create_failure(exc)
+            if failure is CreateFailure.FATAL:
+                return GIVE_UP
+            if failure is CreateFailure.AMBIGUOUS:
+                return Decision(retry=retries_left, reconcile=True)
+        elif not is_retryable_read(exc):
+            return GIVE_UP
+        if not retries_left or self.waits_too_long(exc):
+            return GIVE_UP
+        return Decision(retry=True, delay=self.delay_for(exc, attempt - 1, rng))
+
+
+@attrs.frozen
+class Decision:
+    """The policy's answer to one failure: look for a stored create first? send again, when?"""
+
+    retry: bool
+    delay: float = 0.0
+    reconcile: bool = False
+
+
+GIVE_UP: Final = Decision(retry=False)
+
 
 def is_retryable_read(exc: BaseException) -> bool:
     """Whether a failed GET may simply be sent again."""
@@ -107,30 +133,6 @@ def classify_create_failure(exc: BaseException) -> CreateFailure:
     if exc.status_code in _RETRYABLE_STATUSES:
         return CreateFailure.AMBIGUOUS
     return CreateFailure.FATAL
-
-
-def retry_after_seconds(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
-    """The server's requested wait: `retry-after-ms`, else `Retry-After` (seconds or date)."""
-    millis = headers.get("retry-after-ms")
-    if millis is not None:
-        try:
-            return max(0.0, float(millis) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 @attrs.define

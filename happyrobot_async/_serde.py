@@ -1,8 +1,10 @@
-"""The one cattrs converter, built once at import.
+"""The one cattrs converter, built and configured once, here, at import.
 
-Lenient where the server speaks (unknown keys ignored, optional keys defaulted,
-unknown statuses kept as `UNKNOWN`), strict about types: a string where a bool
-belongs is an error, never silently coerced.
+Lenient where the server speaks (`Model`: unknown keys ignored, optional keys
+defaulted, unknown statuses kept as `UNKNOWN`); strict where we own the data
+(every other class, e.g. the journal's records: unknown keys refused). Strict
+about types everywhere: a string where a bool belongs is an error, never
+silently coerced.
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ from cattrs.gen import make_dict_structure_fn, override
 
 from .types import Model, ModelStatus
 
-__all__ = ["converter", "structure", "unstructure"]
+__all__: list[str] = []
 
 T = TypeVar("T")
 
-converter = cattrs.Converter()
+converter = cattrs.Converter(forbid_extra_keys=True)
 
 
 def _strict(kind: type[Any]) -> Any:
@@ -76,7 +78,9 @@ converter.register_unstructure_hook(datetime, lambda value: value.isoformat())
 converter.register_structure_hook(ModelStatus, _structure_status)
 converter.register_structure_hook(
     Model,
-    make_dict_structure_fn(Model, converter, raw_status=override(rename="status")),
+    make_dict_structure_fn(
+        Model, converter, _cattrs_forbid_extra_keys=False, raw_status=override(rename="status")
+    ),
 )
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from typing import Any, Final, TypeVar
 
@@ -15,19 +17,10 @@ import attrs
 import cattrs
 
 from . import errors
-from ._retry import retry_after_seconds
 from ._serde import converter
 from .types import CreateModel, Model, ModelStatus, check_model_id
 
-__all__ = [
-    "Request",
-    "create_request",
-    "decode_model",
-    "decode_models",
-    "error_for",
-    "get_request",
-    "list_request",
-]
+__all__: list[str] = []
 
 T = TypeVar("T")
 
@@ -97,17 +90,21 @@ def list_request(
     return Request("GET", "/models", params=tuple(params))
 
 
-def decode_model(status: int, headers: Mapping[str, str], body: bytes) -> Model:
+def decode_model(
+    status: int, headers: Mapping[str, str], body: bytes, request: Request | None = None
+) -> Model:
     """A single-model response (create or get) → `Model`, or the matching error."""
-    data = _json_payload(status, headers, body)
+    data = _json_payload(status, headers, body, request)
     if not isinstance(data, dict):
         raise _shape_error(status, body, "expected an object", "$")
     return _structure(data, Model, status, body)
 
 
-def decode_models(status: int, headers: Mapping[str, str], body: bytes) -> list[Model]:
+def decode_models(
+    status: int, headers: Mapping[str, str], body: bytes, request: Request | None = None
+) -> list[Model]:
     """A list response → `list[Model]`, or the matching error."""
-    data = _json_payload(status, headers, body)
+    data = _json_payload(status, headers, body, request)
     if not isinstance(data, list):
         raise _shape_error(status, body, "expected an array", "$")
     for index, item in enumerate(data):
@@ -116,8 +113,17 @@ def decode_models(status: int, headers: Mapping[str, str], body: bytes) -> list[
     return _structure(data, list[Model], status, body)
 
 
-def error_for(status: int, headers: Mapping[str, str], body: bytes) -> errors.APIStatusError:
-    """The typed error for a non-2xx response, its message taken from `{"message"}` if any."""
+def error_for(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    request: Request | None = None,
+    now: datetime | None = None,
+) -> errors.APIStatusError:
+    """The typed error for a non-2xx response to `request`, its message from `{"message"}`.
+
+    `now` (default: the clock) dates a Retry-After given as an HTTP date.
+    """
     text = body[:_MAX_BODY_IN_ERROR].decode("utf-8", errors="replace")
     message = _message_from(body) or _reason(status)
     cls = _ERROR_BY_STATUS.get(status)
@@ -127,14 +133,50 @@ def error_for(status: int, headers: Mapping[str, str], body: bytes) -> errors.AP
         message,
         status_code=status,
         body=text,
-        request_id=_header(headers, "x-request-id"),
-        retry_after=retry_after_seconds(headers),
+        request_id=header(headers, "x-request-id"),
+        retry_after=retry_after_seconds(headers, now or datetime.now(UTC)),
+        method=request.method if request is not None else "",
+        path=request.path if request is not None else "",
     )
 
 
-def _json_payload(status: int, headers: Mapping[str, str], body: bytes) -> Any:
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """The value of header `name` (lower case), whatever case the server spelled it in."""
+    value = headers.get(name)
+    if value is None:
+        value = next((v for k, v in headers.items() if k.lower() == name), None)
+    return value
+
+
+def retry_after_seconds(headers: Mapping[str, str], now: datetime) -> float | None:
+    """The server's requested wait: `retry-after-ms`, else `Retry-After` (seconds or date)."""
+    millis = header(headers, "retry-after-ms")
+    if millis is not None:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
+    value = header(headers, "retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def _json_payload(
+    status: int, headers: Mapping[str, str], body: bytes, request: Request | None
+) -> Any:
     if not 200 <= status < 300:
-        raise error_for(status, headers, body)
+        raise error_for(status, headers, body, request)
     try:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -173,11 +215,3 @@ def _reason(status: int) -> str:
         return HTTPStatus(status).phrase
     except ValueError:
         return f"HTTP {status}"
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)
-    if value is None:
-        lowered = name.lower()
-        value = next((v for k, v in headers.items() if k.lower() == lowered), None)
-    return value

@@ -9,174 +9,36 @@ anything, so every job ends with exactly one model.
 from __future__ import annotations
 
 import asyncio
-import enum
 import inspect
 import logging
 import os
 import time
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
-from ._create import create_safely, reconcile
-from ._retry import CreateFailure, classify_create_failure
+from ._jobs import validate_jobs
+from ._outcomes import BatchProgress, BatchReport, BatchResult, JobProgress, JobStage
 from ._serde import converter
 from .errors import (
-    APIStatusError,
+    BadRequestError,
     BatchFailedError,
     HappyRobotError,
-    InvalidJobsError,
     InvalidRequestError,
-    JobProblem,
+    NotFoundError,
 )
 from .journal import Journal
-from .types import Model, ModelStatus, StatusChange, TrainingJob
+from .types import Model, StatusChange, TrainingJob
 from .watcher import TrainingWatcher
 
 if TYPE_CHECKING:
     from .client import HappyRobotClient
 
-__all__ = [
-    "BatchProgress",
-    "BatchReport",
-    "BatchResult",
-    "JobProgress",
-    "JobStage",
-    "run_batch",
-]
+__all__ = ["run_batch"]
 
 log = logging.getLogger("happyrobot_async")
 OnChange = Callable[[StatusChange], Any]
-OnResult = Callable[["BatchResult"], object]
-
-
-@attrs.frozen
-class BatchResult:
-    """How one job ended: its model (if one was created), final status, and error (if any)."""
-
-    index: int
-    job: TrainingJob
-    model: Model | None
-    status: ModelStatus | None
-    error: HappyRobotError | None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-
-    @property
-    def ok(self) -> bool:
-        """True when the model finished training and is usable."""
-        return self.status is ModelStatus.ACTIVE
-
-
-@attrs.frozen
-class BatchReport:
-    """One result per job, in input order."""
-
-    results: tuple[BatchResult, ...]
-
-    @property
-    def ok(self) -> bool:
-        """True when every job ended `active`."""
-        return all(result.ok for result in self.results)
-
-    @property
-    def failed(self) -> int:
-        """How many jobs did not end `active`."""
-        return sum(not result.ok for result in self.results)
-
-    def __len__(self) -> int:
-        return len(self.results)
-
-    def counts(self) -> dict[str, int]:
-        """How many jobs ended in each status ("error" for those with no model)."""
-        return dict(Counter(_outcome(result) for result in self.results))
-
-
-class JobStage(enum.StrEnum):
-    """Where one job of a running batch is."""
-
-    QUEUED = "queued"
-    """Waiting for a create slot."""
-    SUBMITTING = "submitting"
-    """Its create is being sent (and settled, if ambiguous)."""
-    WATCHING = "watching"
-    """Its model exists; the watcher follows it."""
-    FINISHED = "finished"
-    """Its model reached a terminal status."""
-    ERROR = "error"
-    """It ended without a terminal model; `JobProgress.error` says why."""
-
-
-@attrs.define
-class JobProgress:
-    """What is known of one job right now (for live views)."""
-
-    job: TrainingJob
-    stage: JobStage = JobStage.QUEUED
-    model_id: str | None = None
-    model_status: str | None = None
-    """The model's status as the server last spelled it (None before it has one)."""
-    error: str | None = None
-    started: float | None = None
-    finished: float | None = None
-
-    @property
-    def state(self) -> str:
-        """One word to show: "error", else the model's status, else the stage."""
-        if self.stage is JobStage.ERROR:
-            return self.stage.value
-        return self.model_status or self.stage.value
-
-    def elapsed(self, now: float | None = None) -> float:
-        """Seconds since the job started (until it finished)."""
-        if self.started is None:
-            return 0.0
-        return (self.finished or now or time.monotonic()) - self.started
-
-
-@attrs.define
-class BatchProgress:
-    """A live picture of a running batch, for progress displays; read it, don't write it."""
-
-    jobs: list[JobProgress] = attrs.field(factory=list)
-
-    def counts(self) -> dict[str, int]:
-        """Jobs per state: queued, submitting, pending, training, active, failed, error..."""
-        return dict(Counter(job.state for job in self.jobs))
-
-    @property
-    def finished(self) -> int:
-        """Jobs that will change no more."""
-        return sum(job.finished is not None for job in self.jobs)
-
-
-def validate_jobs(jobs: Sequence[TrainingJob | Mapping[str, Any]]) -> list[TrainingJob]:
-    """Every job checked as `create` checks it, and `(use_case_id, name)` unique; all at once."""
-    problems: list[JobProblem] = []
-    valid: list[TrainingJob] = []
-    seen: dict[tuple[str, str], int] = {}
-    for index, job in enumerate(jobs):
-        try:
-            checked = job if isinstance(job, TrainingJob) else _job_from_mapping(job)
-        except InvalidRequestError as exc:
-            problems.append(JobProblem(index, exc.problem, exc.field))
-            continue
-        except TypeError as exc:
-            problems.append(JobProblem(index, str(exc)))
-            continue
-        key = (checked.use_case_id, checked.name)
-        if key in seen:
-            problems.append(
-                JobProblem(index, f"same use case and name as job {seen[key]}: {key[1]!r}", "name")
-            )
-        seen.setdefault(key, index)
-        valid.append(checked)
-    if problems:
-        raise InvalidJobsError(problems)
-    return valid
+OnResult = Callable[[BatchResult], object]
 
 
 async def run_batch(
@@ -282,14 +144,14 @@ class _Runner:
         job = self.jobs[index]
         state = self.journal.states[index] if self.journal is not None else None
         if state is not None and state.intent_at is not None:
-            found = await reconcile(self.client, job, state.intent_at)
+            found = await self.client.models._find_created(job, state.intent_at)
             if found is not None:
                 log.info("job %s: found model %s from an earlier run", job.label, found.id)
                 self._created(index, found)
                 return found
         if self.journal is not None:
             self.journal.intent(index)
-        model = await create_safely(self.client, job)
+        model = await self.client.models._create(job)
         self._created(index, model)
         return model
 
@@ -312,13 +174,10 @@ class _Runner:
         row = self.progress.jobs[index]
         row.stage, row.error, row.finished = JobStage.ERROR, str(exc), time.monotonic()
         log.warning("job %s failed: %s", self.jobs[index].label, exc)
-        # Only a refusal of the create proves no model exists; anything else stays
-        # open in the journal, so a rerun reconciles or re-watches, never re-creates.
-        refused = (
-            isinstance(exc, APIStatusError)
-            and classify_create_failure(exc) is CreateFailure.FATAL
-            and row.model_id is None
-        )
+        # Only a refusal of the create (400/404/422) proves no model exists; anything
+        # else stays open in the journal, so a rerun reconciles or re-watches, never
+        # re-creates, and a wrong key or URL on one run is not made permanent.
+        refused = isinstance(exc, BadRequestError | NotFoundError) and row.model_id is None
         if self.journal is not None and refused:
             self.journal.done(index, None, str(exc))
         self._ended(BatchResult(index, self.jobs[index], None, None, exc, started_at, _now()))
@@ -344,28 +203,5 @@ class _Runner:
         self.results[index] = BatchResult(index, self.jobs[index], model, status, error)
 
 
-def _job_from_mapping(data: Mapping[str, Any]) -> TrainingJob:
-    if not isinstance(data, Mapping):
-        raise TypeError(f"a job must be an object, not {type(data).__name__}")
-    fields = {field.name for field in attrs.fields(TrainingJob)}
-    unknown = sorted(set(data) - fields)
-    if unknown:
-        raise InvalidRequestError(unknown[0], "is not a job field")
-    missing = sorted(
-        f.name
-        for f in attrs.fields(TrainingJob)
-        if f.default is attrs.NOTHING and f.name not in data
-    )
-    if missing:
-        raise InvalidRequestError(", ".join(missing), "required, missing")
-    return TrainingJob(**data)
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _outcome(result: BatchResult) -> str:
-    if result.model is not None:
-        return result.model.raw_status
-    return "error"

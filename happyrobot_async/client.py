@@ -6,27 +6,32 @@ import asyncio
 import ipaddress
 import logging
 import os
+import random
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from datetime import datetime
 from types import TracebackType
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
 
-from ._create import create_safely
-from ._http import Response, Transport
-from ._retry import RetryBudget, RetryPolicy, is_retryable_read
+from ._attempts import Attempts
+from ._create import create_safely, reconcile
+from .watcher import wait_for_model, watch_models  # TEMP until _follow lands
+from ._http import Transport
+from ._retry import RetryBudget, RetryPolicy
 from ._version import __version__
 from ._wire import Request, decode_model, decode_models, get_request, list_request
-from .errors import HappyRobotError, InvalidRequestError
+from .errors import InvalidRequestError
 from .types import CreateModel, Model, ModelStatus, StatusChange
-from .watcher import TrainingWatcher, wait_for_model, watch_models
+from .watcher import OnChange, TrainingWatcher
 
-__all__ = ["DEFAULT_BASE_URL", "HappyRobotClient", "Models"]
+__all__ = ["DEFAULT_BASE_URL", "HappyRobotClient"]
 
 DEFAULT_BASE_URL: Final = "https://app.happyrobot.ai/api/v1"
 log = logging.getLogger("happyrobot_async")
 T = TypeVar("T")
+Decode = Callable[..., T]
 
 
 class HappyRobotClient:
@@ -75,6 +80,7 @@ class HappyRobotClient:
             retry_policy = RetryPolicy(max_retries=max_retries)
         self.retry_policy = retry_policy
         self.retry_budget = RetryBudget()
+        self._attempts = Attempts(retry_policy, self.retry_budget)
         headers = {
             "authorization": f"Bearer {key}",
             "accept": "application/json",
@@ -112,43 +118,37 @@ class HappyRobotClient:
         """Release the connection pool (unless the session was the caller's)."""
         await self._transport.close()
 
-    def watcher(self, **options: Any) -> TrainingWatcher:
+    def watcher(
+        self,
+        *,
+        poll_interval: float = 2.0,
+        max_poll_interval: float = 30.0,
+        backoff_factor: float = 1.5,
+        jitter: float = 0.1,
+        queue_size: int = 10_000,
+        on_change: OnChange | None = None,
+        rng: random.Random | None = None,
+    ) -> TrainingWatcher:
         """A `TrainingWatcher` on this client: one poll loop for many models."""
-        return TrainingWatcher(self, **options)
+        return TrainingWatcher(
+            self,
+            poll_interval=poll_interval,
+            max_poll_interval=max_poll_interval,
+            backoff_factor=backoff_factor,
+            jitter=jitter,
+            queue_size=queue_size,
+            on_change=on_change,
+            rng=rng,
+        )
 
-    async def _send(self, request: Request, attempt: int = 1) -> Response:
-        return await self._transport.send(request, attempt)
-
-    async def _read(self, request: Request, decode: Callable[..., T]) -> T:
+    async def _read(self, request: Request, decode: Decode[T]) -> T:
         """Send a GET and decode it, retrying as the policy and the retry budget allow."""
-        policy = self.retry_policy
-        attempt = 1
-        while True:
-            try:
-                response = await self._transport.send(request, attempt)
-                value = decode(response.status, response.headers, response.body)
-            except HappyRobotError as exc:
-                if (
-                    attempt > policy.max_retries
-                    or not is_retryable_read(exc)
-                    or policy.waits_too_long(exc)
-                    or not self.retry_budget.permits(exc)
-                ):
-                    raise
-                delay = policy.delay_for(exc, attempt - 1)
-                log.warning(
-                    "retrying %s %s in %.2f s after %s (attempt %d failed)",
-                    request.method,
-                    request.path,
-                    delay,
-                    _describe(exc),
-                    attempt,
-                )
-                await asyncio.sleep(delay)
-                attempt += 1
-            else:
-                self.retry_budget.refund()
-                return value
+
+        async def attempt(number: int) -> T:
+            response = await self._transport.send(request, number)
+            return decode(response.status, response.headers, response.body, request)
+
+        return await self._attempts.run(attempt, label=f"{request.method} {request.path}")
 
 
 class Models:
@@ -176,7 +176,17 @@ class Models:
             test_sample_ids=test_sample_ids,
             explain_tools=explain_tools,
         )
-        return await create_safely(self._client, create)
+        return await self._create(create)
+
+    async def _create(self, create: CreateModel) -> Model:
+        """Create a validated request once (the batch runner's way in)."""
+        client = self._client
+        return await create_safely(client._transport.send, client._attempts, self, create)
+
+    async def _find_created(self, create: CreateModel, since: datetime) -> Model | None:
+        """The model a create sent at `since` (by an earlier run) stored, if any."""
+        attempts = self._client._attempts
+        return await reconcile(self, create, since, attempts.policy, attempts.sleep)
 
     async def get(self, model_id: str) -> Model:
         """One model, with its sample ids."""
@@ -237,8 +247,3 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _describe(exc: BaseException) -> str:
-    status = getattr(exc, "status_code", None)
-    return f"HTTP {status}" if status is not None else type(exc).__name__

@@ -25,13 +25,12 @@ from typing import Any, Final, Literal
 
 import attrs
 import cattrs
-from cattrs.gen import make_dict_structure_fn
 
 from ._serde import converter
 from .errors import JournalError
 from .types import TrainingJob
 
-__all__ = ["JobState", "Journal", "jobs_fingerprint"]
+__all__: list[str] = []
 
 VERSION: Final = 1
 
@@ -86,10 +85,6 @@ _RECORD_TYPES: Final[dict[str, type[_Record]]] = {
     "status": _Status,
     "done": _Done,
 }
-for _cls in _RECORD_TYPES.values():
-    converter.register_structure_hook(
-        _cls, make_dict_structure_fn(_cls, converter, _cattrs_forbid_extra_keys=True)
-    )
 
 
 @attrs.define

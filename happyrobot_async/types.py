@@ -11,14 +11,7 @@ import attrs
 
 from .errors import InvalidRequestError
 
-__all__ = [
-    "CreateModel",
-    "Model",
-    "ModelStatus",
-    "StatusChange",
-    "TrainingJob",
-    "check_model_id",
-]
+__all__ = ["CreateModel", "Model", "ModelStatus", "StatusChange", "TrainingJob"]
 
 MODEL_ID_LENGTH = 24
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -98,3 +99,13 @@ def make_api(session: aiohttp.ClientSession) -> Callable[..., Api]:
 def api(simulator: Simulator, make_api: Callable[..., Api]) -> Api:
     """An `Api` for the default `simulator` fixture."""
     return make_api(simulator)
+
+
+async def wait_until(condition: Callable[[], object], *, timeout: float = 5.0) -> None:
+    """Poll `condition` until it is true; fail the test if `timeout` real seconds pass first."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(0.001)

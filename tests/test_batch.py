@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 import happyrobot_async as hr
+from happyrobot_async._jobs import validate_jobs
 from happyrobot_async.journal import Journal
 from happyrobot_async.testing import Fault, Simulator
 from happyrobot_async.testing.pytest_plugin import SimulatorFactory
@@ -85,9 +86,15 @@ async def test_invalid_jobs_are_all_listed_before_anything_is_sent(simulator: Si
     ]
     with pytest.raises(hr.InvalidJobsError) as info:
         await run(simulator, jobs)
-    assert [index for index, _ in info.value.problems] == [1, 3, 4]
-    assert "from_model_id" in info.value.problems[0][1]
-    assert "same use case and name as job 0" in info.value.problems[1][1]
+    problems = info.value.problems
+    assert [(problem.index, problem.field) for problem in problems] == [
+        (1, "from_model_id"),
+        (3, "name"),
+        (4, None),
+    ]
+    assert "24 characters" in problems[0].message
+    assert "same use case and name as job 0" in problems[1].message
+    assert "must be an object" in problems[2].message
     assert simulator.stats.total_requests == 0
 
 
@@ -174,6 +181,13 @@ async def test_journal_from_other_jobs_is_refused(
 def test_job_mapping_errors_name_fields() -> None:
     """A job given as a mapping names its unknown or missing fields."""
     with pytest.raises(hr.InvalidJobsError) as info:
-        hr.batch.validate_jobs([{"name": "x", "colour": "red"}, {"name": "x"}])
-    assert "colour" in info.value.problems[0][1]
-    assert "from_model_id, test_sample_ids" in info.value.problems[1][1]
+        validate_jobs([{"name": "x", "colour": "red"}, {"name": "x"}])
+    first, second = ([p.field for p in info.value.problems if p.index == i] for i in (0, 1))
+    assert first == [
+        "colour",
+        "use_case_id",
+        "from_model_id",
+        "train_sample_ids",
+        "test_sample_ids",
+    ]
+    assert second == ["use_case_id", "from_model_id", "train_sample_ids", "test_sample_ids"]

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime
 
 import pytest
 
 import happyrobot_async as hr
+from happyrobot_async._attempts import Attempts
 from happyrobot_async._ratelimit import AdaptiveRateLimiter
 from happyrobot_async._retry import (
+    GIVE_UP,
     CreateFailure,
+    Decision,
     RetryBudget,
     RetryPolicy,
     classify_create_failure,
     is_retryable_read,
-    retry_after_seconds,
 )
 
 
@@ -79,23 +80,110 @@ def test_server_wait_is_obeyed_without_jitter() -> None:
 
 
 @pytest.mark.parametrize(
-    ("headers", "seconds"),
+    ("exc", "attempt", "create", "decision"),
     [
-        ({}, None),
-        ({"retry-after": "3"}, 3.0),
-        ({"retry-after": "1.5"}, 1.5),
-        ({"retry-after-ms": "250"}, 0.25),
-        ({"retry-after-ms": "250", "retry-after": "9"}, 0.25),
-        ({"retry-after": "Mon, 01 Jan 2024 00:00:30 GMT"}, 30.0),
-        ({"retry-after": "Sun, 31 Dec 2023 23:00:00 GMT"}, 0.0),
-        ({"retry-after": "soon"}, None),
-        ({"retry-after-ms": "x", "retry-after": "2"}, 2.0),
+        # a read: retried after the backoff (rng seeded below), until the retries run out
+        (status_error(500), 1, False, Decision(retry=True, delay=0.5 * 0.13436424411240122)),
+        (status_error(500), 5, False, GIVE_UP),
+        (status_error(404), 1, False, GIVE_UP),
+        (status_error(429, 7.0), 2, False, Decision(retry=True, delay=7.0)),
+        (status_error(429, 121.0), 1, False, GIVE_UP),
+        # a create: ambiguous → reconcile first, resend only while retries remain
+        (status_error(500), 1, True, Decision(retry=True, reconcile=True)),
+        (status_error(500), 5, True, Decision(retry=False, reconcile=True)),
+        (READ_TIMEOUT, 2, True, Decision(retry=True, reconcile=True)),
+        (NOT_SENT, 1, True, Decision(retry=True, delay=0.5 * 0.13436424411240122)),
+        (status_error(429, 3.0), 4, True, Decision(retry=True, delay=3.0)),
+        (status_error(429, 3.0), 5, True, GIVE_UP),
+        (status_error(400), 1, True, GIVE_UP),
     ],
 )
-def test_retry_after_header_forms(headers: dict[str, str], seconds: float | None) -> None:
-    """retry-after-ms wins; Retry-After may be seconds or an HTTP date; junk is ignored."""
-    now = datetime(2024, 1, 1, tzinfo=UTC)
-    assert retry_after_seconds(headers, now) == seconds
+def test_decide_table(
+    exc: hr.HappyRobotError, attempt: int, create: bool, decision: Decision
+) -> None:
+    """The policy answers each failure with reconcile / retry after d / give up, as tabled."""
+    policy = RetryPolicy(max_retries=4)
+    assert policy.decide(exc, attempt, create=create, rng=random.Random(1)) == decision
+
+
+def attempt_from(outcomes: list[BaseException | str], calls: list[int]):  # type: ignore[no-untyped-def]
+    """An attempt function that raises or returns the next outcome, recording each call."""
+
+    async def attempt(number: int) -> str:
+        calls.append(number)
+        outcome = outcomes[number - 1]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    return attempt
+
+
+class Recorder:
+    """An injected sleep that records the delays instead of waiting."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, delay: float) -> None:
+        self.delays.append(delay)
+
+
+async def test_attempt_loop_waits_the_servers_time_and_refunds() -> None:
+    """Two refusals with Retry-After are waited out (no real sleep), then the value returns."""
+    sleep, calls = Recorder(), []
+    budget = RetryBudget(capacity=20, retry_cost=10)
+    budget.tokens = 15
+    attempts = Attempts(RetryPolicy(), budget, sleep)
+    outcomes: list[BaseException | str] = [status_error(429, 2.0), status_error(503, 1.0), "ok"]
+    assert await attempts.run(attempt_from(outcomes, calls), label="GET /x") == "ok"
+    assert calls == [1, 2, 3] and sleep.delays == [2.0, 1.0]
+    assert budget.tokens == 16  # server waits are free; the success refunds one
+
+
+async def test_attempt_loop_stops_when_the_budget_is_spent() -> None:
+    """A retry the budget cannot pay for is not made: the failure is raised."""
+    sleep, calls = Recorder(), []
+    budget = RetryBudget(capacity=10, retry_cost=10)
+    attempts = Attempts(RetryPolicy(), budget, sleep)
+    outcomes: list[BaseException | str] = [status_error(500), status_error(502), "ok"]
+    with pytest.raises(hr.APIStatusError) as info:
+        await attempts.run(attempt_from(outcomes, calls), label="GET /x")
+    assert info.value.status_code == 502 and calls == [1, 2] and len(sleep.delays) == 1
+
+
+class FakeReconcile:
+    """Finds nothing (or the given value) and names an unsettled create."""
+
+    def __init__(self, found: str | None) -> None:
+        self.found = found
+        self.looks = 0
+
+    async def find(self, error: hr.HappyRobotError) -> str | None:
+        self.looks += 1
+        return self.found
+
+    def unsettled(self, error: hr.HappyRobotError, attempts: int) -> hr.HappyRobotError:
+        return hr.HappyRobotError(f"unsettled after {attempts}")
+
+
+async def test_attempt_loop_reconciles_an_ambiguous_create() -> None:
+    """An ambiguous failure is looked up first; what it stored is returned, nothing resent."""
+    sleep, calls, reconcile = Recorder(), [], FakeReconcile("adopted")
+    attempts = Attempts(RetryPolicy(), RetryBudget(), sleep)
+    outcomes: list[BaseException | str] = [status_error(500), "second"]
+    result = await attempts.run(attempt_from(outcomes, calls), label="c", reconcile=reconcile)
+    assert result == "adopted" and calls == [1] and reconcile.looks == 1 and sleep.delays == []
+
+
+async def test_attempt_loop_resends_then_gives_up_unsettled() -> None:
+    """Found nothing: resend at once while retries remain, then raise the unsettled error."""
+    sleep, calls, reconcile = Recorder(), [], FakeReconcile(None)
+    attempts = Attempts(RetryPolicy(max_retries=2), RetryBudget(), sleep)
+    outcomes: list[BaseException | str] = [READ_TIMEOUT, DROPPED, status_error(504)]
+    with pytest.raises(hr.HappyRobotError, match="unsettled after 3"):
+        await attempts.run(attempt_from(outcomes, calls), label="c", reconcile=reconcile)
+    assert calls == [1, 2, 3] and reconcile.looks == 3 and sleep.delays == []
 
 
 def test_max_retries_must_not_be_negative() -> None:

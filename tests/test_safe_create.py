@@ -8,6 +8,7 @@ from typing import Any
 
 import attrs
 import pytest
+from conftest import wait_until
 
 import happyrobot_async as hr
 from happyrobot_async.testing import Fault, Simulator
@@ -44,7 +45,8 @@ async def test_never_sent_is_retried(simulator: Simulator) -> None:
     policy = hr.RetryPolicy(max_retries=10, initial_delay=0.05, max_delay=0.1)
     async with hr.HappyRobotClient(simulator.api_key, url, retry_policy=policy) as client:
         task = asyncio.create_task(client.models.create(**create_args(simulator, "offline")))
-        await asyncio.sleep(0.1)
+        budget = client.retry_budget
+        await wait_until(lambda: budget.tokens < budget.capacity)  # an attempt failed
         assert not task.done()
         await simulator.start()
         model = await task

@@ -221,3 +221,34 @@ def test_error_reads_retry_after() -> None:
     error = _wire.error_for(429, {"retry-after": "7"}, b"")
     assert isinstance(error, hr.RateLimitError)
     assert error.retry_after == 7.0
+
+
+@pytest.mark.parametrize(
+    ("headers", "seconds"),
+    [
+        ({}, None),
+        ({"retry-after": "3"}, 3.0),
+        ({"Retry-After": "1.5"}, 1.5),
+        ({"retry-after-ms": "250"}, 0.25),
+        ({"Retry-After-Ms": "250", "retry-after": "9"}, 0.25),
+        ({"retry-after": "Mon, 01 Jan 2024 00:00:30 GMT"}, 30.0),
+        ({"retry-after": "Sun, 31 Dec 2023 23:00:00 GMT"}, 0.0),
+        ({"retry-after": "soon"}, None),
+        ({"retry-after-ms": "x", "RETRY-AFTER": "2"}, 2.0),
+    ],
+)
+def test_retry_after_header_forms(headers: dict[str, str], seconds: float | None) -> None:
+    """retry-after-ms wins; Retry-After may be seconds or an HTTP date; any case; junk ignored."""
+    now = datetime(2024, 1, 1, tzinfo=UTC)
+    assert _wire.retry_after_seconds(headers, now) == seconds
+
+
+def test_status_error_names_the_request() -> None:
+    """An error response says which request failed: method, path, and the request id."""
+    request = _wire.get_request("a" * 24)
+    raw = b'{"message": "no such model"}'
+    with pytest.raises(hr.NotFoundError) as info:
+        _wire.decode_model(404, {"X-Request-Id": "req-1"}, raw, request)
+    error = info.value
+    assert (error.method, error.path, error.request_id) == ("GET", "/models/" + "a" * 24, "req-1")
+    assert str(error) == f"GET /models/{'a' * 24}: 404: no such model"

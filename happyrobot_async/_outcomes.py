@@ -1,0 +1,121 @@
+"""What a batch reports: each job's result, the whole report, and live progress."""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections import Counter
+from datetime import datetime
+
+import attrs
+
+from .errors import HappyRobotError
+from .types import Model, ModelStatus, TrainingJob
+
+__all__ = ["BatchProgress", "BatchReport", "BatchResult", "JobProgress", "JobStage"]
+
+
+@attrs.frozen
+class BatchResult:
+    """How one job ended: its model (if one was created), final status, and error (if any)."""
+
+    index: int
+    job: TrainingJob
+    model: Model | None
+    status: ModelStatus | None
+    error: HappyRobotError | None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the model finished training and is usable."""
+        return self.status is ModelStatus.ACTIVE
+
+
+@attrs.frozen
+class BatchReport:
+    """One result per job, in input order."""
+
+    results: tuple[BatchResult, ...]
+
+    @property
+    def ok(self) -> bool:
+        """True when every job ended `active`."""
+        return all(result.ok for result in self.results)
+
+    @property
+    def failed(self) -> int:
+        """How many jobs did not end `active`."""
+        return sum(not result.ok for result in self.results)
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def counts(self) -> dict[str, int]:
+        """How many jobs ended in each status ("error" for those with no model)."""
+        return dict(Counter(_outcome(result) for result in self.results))
+
+
+class JobStage(enum.StrEnum):
+    """Where one job of a running batch is."""
+
+    QUEUED = "queued"
+    """Waiting for a create slot."""
+    SUBMITTING = "submitting"
+    """Its create is being sent (and settled, if ambiguous)."""
+    WATCHING = "watching"
+    """Its model exists; the watcher follows it."""
+    FINISHED = "finished"
+    """Its model reached a terminal status."""
+    ERROR = "error"
+    """It ended without a terminal model; `JobProgress.error` says why."""
+
+
+@attrs.define
+class JobProgress:
+    """What is known of one job right now (for live views)."""
+
+    job: TrainingJob
+    stage: JobStage = JobStage.QUEUED
+    model_id: str | None = None
+    model_status: str | None = None
+    """The model's status as the server last spelled it (None before it has one)."""
+    error: str | None = None
+    started: float | None = None
+    finished: float | None = None
+
+    @property
+    def state(self) -> str:
+        """One word to show: "error", else the model's status, else the stage."""
+        if self.stage is JobStage.ERROR:
+            return self.stage.value
+        return self.model_status or self.stage.value
+
+    def elapsed(self, now: float | None = None) -> float:
+        """Seconds since the job started (until it finished)."""
+        if self.started is None:
+            return 0.0
+        return (self.finished or now or time.monotonic()) - self.started
+
+
+@attrs.define
+class BatchProgress:
+    """A live picture of a running batch, for progress displays; read it, don't write it."""
+
+    jobs: list[JobProgress] = attrs.field(factory=list)
+
+    def counts(self) -> dict[str, int]:
+        """Jobs per state: queued, submitting, pending, training, active, failed, error..."""
+        return dict(Counter(job.state for job in self.jobs))
+
+    @property
+    def finished(self) -> int:
+        """Jobs that will change no more."""
+        return sum(job.finished is not None for job in self.jobs)
+
+
+def _outcome(result: BatchResult) -> str:
+    if result.model is not None:
+        return result.model.raw_status
+    return "error"
