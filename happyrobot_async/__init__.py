@@ -4,11 +4,13 @@ Submit many clone-and-train requests concurrently, follow every model to its
 end with one watcher, and never lose a model or train one twice.
 """
 
+from ._config import DEFAULT_BASE_URL
+from ._handles import ChangeStream, WatchHandle
 from ._outcomes import BatchProgress, BatchReport, BatchResult, JobProgress, JobStage
 from ._retry import RetryPolicy
 from ._version import __version__
 from .batch import run_batch
-from .client import DEFAULT_BASE_URL, HappyRobotClient
+from .client import HappyRobotClient
 from .errors import (
     AmbiguousCreateError,
     APIConnectionError,
@@ -33,7 +35,7 @@ from .errors import (
     WatchTimeoutError,
 )
 from .types import CreateModel, Model, ModelStatus, StatusChange, TrainingJob
-from .watcher import ChangeStream, TrainingWatcher, WatchHandle
+from .watcher import TrainingWatcher
 
 __all__ = [
     "DEFAULT_BASE_URL",

@@ -3,15 +3,16 @@
 Each failure is handed to the policy (`RetryPolicy.decide`), which answers:
 reconcile first (creates whose outcome is unknown), send again after a delay,
 or give up. This loop acts on the answer. It is the only place that waits
-between attempts and the only place that spends the retry budget, always the
-same way (`RetryBudget.permits`). `sleep` is injected, so retry tests need not
-wait for real.
+between attempts and the only place that consults the retry budget, always
+the same way (`RetryBudget.permits`; every outcome but a refusal is recorded
+there). `sleep` and `clock` are injected, so retry tests need not wait.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
 
@@ -25,6 +26,7 @@ T_co = TypeVar("T_co", covariant=True)
 log = logging.getLogger("happyrobot_async")
 
 Sleep = Callable[[float], Awaitable[None]]
+Clock = Callable[[], float]
 
 
 class Reconcile(Protocol[T_co]):
@@ -40,10 +42,17 @@ class Reconcile(Protocol[T_co]):
 class Attempts:
     """Runs attempts under one policy and one client-wide budget."""
 
-    def __init__(self, policy: RetryPolicy, budget: RetryBudget, sleep: Sleep = asyncio.sleep):
+    def __init__(
+        self,
+        policy: RetryPolicy,
+        budget: RetryBudget,
+        sleep: Sleep = asyncio.sleep,
+        clock: Clock = time.monotonic,
+    ) -> None:
         self.policy = policy
         self.budget = budget
         self.sleep = sleep
+        self.clock = clock
 
     async def run(
         self,
@@ -58,21 +67,31 @@ class Attempts:
         the retry table; without it, by the read column. `label` names the call
         in log lines.
         """
-        number = 1
+        number, retries, refusals = 1, 0, 0
+        started = self.clock()
+        budget = self.budget
         while True:
             try:
                 value = await attempt(number)
             except HappyRobotError as exc:
-                decision = self.policy.decide(exc, number, create=reconcile is not None)
+                decision = self.policy.decide(
+                    exc,
+                    retries=retries,
+                    refusals=refusals,
+                    elapsed=self.clock() - started,
+                    create=reconcile is not None,
+                )
+                if not decision.refused:
+                    budget.record(False)
                 if decision.reconcile:
                     assert reconcile is not None
                     found = await reconcile.find(exc)
                     if found is not None:
                         return found
-                    if not decision.retry or not self.budget.permits(exc):
+                    if not decision.retry or not budget.permits(exc):
                         raise reconcile.unsettled(exc, number) from exc
                     log.info("%s: no model was stored; sending again", label)
-                elif not decision.retry or not self.budget.permits(exc):
+                elif not decision.retry or not budget.permits(exc):
                     raise
                 else:
                     log.warning(
@@ -84,8 +103,12 @@ class Attempts:
                     )
                     await self.sleep(decision.delay)
                 number += 1
+                if decision.refused:
+                    refusals += 1
+                else:
+                    retries += 1
             else:
-                self.budget.refund()
+                budget.record(True)
                 return value
 
 

@@ -1,26 +1,36 @@
 """Safe creates: resend what is safe, reconcile what is ambiguous, never train twice.
 
 `POST /models` has no idempotency key. When an attempt fails in a way that
-leaves its outcome unknown (the request may have been stored), we look for
-the model before sending again: same use case, name and `from_model_id`,
-created since our first ambiguous attempt (less the allowed clock skew), with
-the same sample ids. Found: adopt it. Not found twice, a settle delay apart:
-resend. Still unknown when the retries run out: `AmbiguousCreateError`, never
-a guess. Which failures are ambiguous is `_retry`'s table; the loop is
-`_attempts`'.
+leaves its outcome unknown (the request may have been stored), we look for the
+model before sending again: same use case and name, created (in the server's
+time) no earlier than our first attempt began, less `reconcile_tolerance`.
+Each candidate is fetched and compared on `from_model_id` and the sample ids:
+
+- a candidate whose every field matches is ours (the earliest, if several);
+- a field present and different rules a candidate out;
+- fields the server left out (the contract allows it) prove nothing either
+  way: one such candidate alone is adopted (logged as partial evidence);
+  several are `AmbiguousCreateError`.
+
+No candidate, twice, a settle delay apart: resend. Still unknown when the
+retries run out: `AmbiguousCreateError`, never a guess. Which failures are
+ambiguous is `_retry`'s table; the loop is `_attempts`'.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime, timedelta
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Protocol
 
 from ._attempts import Attempts, Sleep
 from ._http import Response
 from ._retry import RetryPolicy
-from ._wire import Request, create_request, decode_model
+from ._serverclock import ServerClock
+from ._wire import BadItem, Listed, Request, create_request, decode_model
 from .errors import AmbiguousCreateError, HappyRobotError, NotFoundError
 from .types import CreateModel, Model
 
@@ -36,94 +46,163 @@ class ModelLookup(Protocol):
 
     async def get(self, model_id: str) -> Model: ...
 
-    async def list(self, *, use_case_id: str | None = None) -> Sequence[Model]: ...
+    async def _list(self, *, use_case_id: str | None = None) -> Listed: ...
+
+
+class Reconciler:
+    """Looks for the model a create may have stored, in the server's time."""
+
+    def __init__(
+        self, lookup: ModelLookup, clock: ServerClock, policy: RetryPolicy, sleep: Sleep
+    ) -> None:
+        self.lookup, self.clock, self.policy, self.sleep = lookup, clock, policy, sleep
+
+    async def reconcile(self, create: CreateModel, started: float) -> Model | None:
+        """The model a create first sent at `started` (our epoch seconds) stored, if any.
+
+        Two looks, `reconcile_delay` apart. Raises the lookup's own error if the
+        server cannot be asked, and `AmbiguousCreateError` if partial data leaves
+        several candidates: then nobody knows.
+        """
+        for look in (1, 2):
+            if look == 2:
+                await self.sleep(self.policy.reconcile_delay)
+            found = await self.find(create, started)
+            if found is not None:
+                log.info("create %r: adopted model %s, already stored", create.name, found.id)
+                return found
+        return None
+
+    async def find(self, create: CreateModel, started: float) -> Model | None:
+        """One look: the model `create` stored at or after `started`, if the server holds one."""
+        listed = await self.lookup._list(use_case_id=create.use_case_id)
+        earliest = self.server_time(started)  # after the list: its Date header counts too
+        candidates = sorted(
+            (
+                m
+                for m in listed.models
+                if m.name == create.name
+                and m.created_at >= earliest
+                and m.from_model_id in (None, create.from_model_id)
+            ),
+            key=lambda m: m.created_at,
+        )
+        # An item that did not decode may be ours: look at it alone, or give up.
+        unreadable = [b for b in listed.bad if b.name in (None, create.name)]
+        possible: list[Model] = []
+        pool: list[Model | BadItem] = [*candidates, *unreadable]
+        for candidate in pool:
+            try:
+                full = await self.lookup.get(_id_of(candidate))
+            except NotFoundError:
+                continue
+            if full.name != create.name or full.created_at < earliest:
+                continue
+            evidence = _evidence(full, create)
+            if evidence is Evidence.MATCH:
+                if len(candidates) > 1:
+                    log.warning(
+                        "create %r: %d candidates; adopting the earliest that matches, %s",
+                        create.name,
+                        len(candidates),
+                        full.id,
+                    )
+                return full
+            if evidence is Evidence.PARTIAL:
+                possible.append(full)
+        if len(possible) > 1:
+            log.warning(
+                "create %r: %d models may be ours and the server omits what would tell them apart",
+                create.name,
+                len(possible),
+            )
+            raise AmbiguousCreateError(create, attempts=0)
+        if possible:
+            log.warning("create %r: adopted %s on partial evidence", create.name, possible[0].id)
+            return possible[0]
+        return None
+
+    def server_time(self, ours: float) -> datetime:
+        """The earliest the server's clock can have read when ours read `ours`, with slack."""
+        offset = self.clock.offset
+        if offset is None:  # no Date header seen: fall back on the assumed skew
+            slack = self.policy.clock_skew
+            offset = 0.0
+        else:
+            slack = self.clock.uncertainty + self.policy.reconcile_tolerance
+        return datetime.fromtimestamp(ours + offset - slack, UTC)
+
+
+class Evidence(enum.Enum):
+    """How far a model's fields show it is the one a create asked for."""
+
+    MATCH = "every field matches"
+    PARTIAL = "no field differs, some are missing"
+    MISMATCH = "a field differs"
+
+
+def _evidence(model: Model, create: CreateModel) -> Evidence:
+    pairs = (
+        (model.from_model_id, create.from_model_id),
+        (_sorted(model.train_sample_ids), sorted(create.train_sample_ids)),
+        (_sorted(model.test_sample_ids), sorted(create.test_sample_ids)),
+    )
+    if any(seen is not None and seen != wanted for seen, wanted in pairs):
+        return Evidence.MISMATCH
+    if any(seen is None for seen, _ in pairs):
+        return Evidence.PARTIAL
+    return Evidence.MATCH
+
+
+def _id_of(candidate: Model | BadItem) -> str:
+    """The id to fetch a candidate by; an unreadable item without one leaves nobody knowing."""
+    if isinstance(candidate, Model):
+        return candidate.id
+    if candidate.model_id is None:
+        raise candidate.error
+    return candidate.model_id
+
+
+def _sorted(ids: tuple[str, ...] | None) -> list[str] | None:
+    return None if ids is None else sorted(ids)
 
 
 async def create_safely(
-    send: Send, attempts: Attempts, lookup: ModelLookup, create: CreateModel
+    send: Send, attempts: Attempts, reconciler: Reconciler, create: CreateModel
 ) -> Model:
     """Create the model once, whatever the network does; see the module docstring."""
-    safe = _SafeCreate(send, lookup, create, attempts.policy, attempts.sleep)
+    safe = _SafeCreate(send, reconciler, create)
     return await attempts.run(safe.attempt, label=f"create {create.name!r}", reconcile=safe)
 
 
 class _SafeCreate:
     """One create's attempts, and how to settle an ambiguous one."""
 
-    def __init__(
-        self, send: Send, lookup: ModelLookup, create: CreateModel, policy: RetryPolicy, sleep: Sleep
-    ) -> None:
-        self.send, self.lookup, self.create = send, lookup, create
-        self.policy, self.sleep = policy, sleep
+    def __init__(self, send: Send, reconciler: Reconciler, create: CreateModel) -> None:
+        self.send, self.reconciler, self.create = send, reconciler, create
         self.request = create_request(create)
         self.attempts = 0
-        self.last_started = datetime.now(UTC)
-        self.since: datetime | None = None
-        """When the first ambiguous attempt started: what it stored is no older."""
+        self.started: float | None = None
+        """When the first attempt began (our epoch seconds): what it stored is no older."""
 
     async def attempt(self, number: int) -> Model:
-        self.attempts, self.last_started = number, datetime.now(UTC)
+        sent = time.time()
+        if self.started is None:
+            self.started = sent
+        self.attempts = number
         response = await self.send(self.request, number)
-        return decode_model(response.status, response.headers, response.body, self.request)
+        model = decode_model(response.status, response.headers, response.body, self.request)
+        self.reconciler.clock.observe(model.created_at.timestamp(), 1.0, sent, time.time())
+        return model
 
     async def find(self, error: HappyRobotError) -> Model | None:
         log.warning("create %r: attempt %d ambiguous (%s)", self.create.name, self.attempts, error)
-        if self.since is None:
-            self.since = self.last_started
+        assert self.started is not None
         try:
-            return await reconcile(self.lookup, self.create, self.since, self.policy, self.sleep)
+            return await self.reconciler.reconcile(self.create, self.started)
         except HappyRobotError as lookup_error:
             log.warning("create %r: could not reconcile (%s)", self.create.name, lookup_error)
             raise self.unsettled(error, self.attempts) from error
 
     def unsettled(self, error: HappyRobotError, attempts: int) -> HappyRobotError:
         return AmbiguousCreateError(self.create, attempts=attempts, cause=error)
-
-
-async def reconcile(
-    lookup: ModelLookup, create: CreateModel, since: datetime, policy: RetryPolicy, sleep: Sleep
-) -> Model | None:
-    """The model a POST sent at `since` stored, if any: two looks, `reconcile_delay` apart.
-
-    Raises the lookup's own error if the server cannot be asked: then nobody knows.
-    """
-    for look in (1, 2):
-        if look == 2:
-            await sleep(policy.reconcile_delay)
-        found = await find_created(lookup, create, since - timedelta(seconds=policy.clock_skew))
-        if found is not None:
-            log.info("create %r: adopted model %s, already stored", create.name, found.id)
-            return found
-    return None
-
-
-async def find_created(lookup: ModelLookup, create: CreateModel, since: datetime) -> Model | None:
-    """The model `create` made at or after `since`, if the server holds one; oldest first."""
-    listed = await lookup.list(use_case_id=create.use_case_id)
-    candidates = sorted(
-        (
-            m
-            for m in listed
-            if m.name == create.name
-            and m.from_model_id == create.from_model_id
-            and m.created_at >= since
-        ),
-        key=lambda m: m.created_at,
-    )
-    for candidate in candidates:
-        try:
-            full = await lookup.get(candidate.id)
-        except NotFoundError:
-            continue
-        if sorted(full.train_sample_ids or ()) == sorted(create.train_sample_ids) and sorted(
-            full.test_sample_ids or ()
-        ) == sorted(create.test_sample_ids):
-            if len(candidates) > 1:
-                log.warning(
-                    "create %r: %d matching models exist; adopting the oldest, %s",
-                    create.name,
-                    len(candidates),
-                    full.id,
-                )
-            return full
-    return None

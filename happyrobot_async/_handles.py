@@ -1,11 +1,15 @@
-"""What a watcher hands out: a `WatchHandle` per model and a `ChangeStream` per subscriber."""
+"""What a watcher hands out: a `WatchHandle` per model and a `ChangeStream` per subscriber.
+
+Each one owns its state: the poll loop only reports to it (`observe`, `resolve`,
+`fail`, `publish`), so nothing outside this module writes their attributes.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 from .types import Model, ModelStatus, StatusChange
@@ -25,12 +29,12 @@ class WatchHandle:
     __slots__ = ("_future", "_model", "_timer", "model_id", "raise_on_failure", "timeout")
 
     def __init__(
-        self, model_id: str, future: asyncio.Future[Model], timeout: float | None, raises: bool
+        self, model_id: str, timeout: float | None = None, raise_on_failure: bool = False
     ) -> None:
         self.model_id = model_id
         self.timeout = timeout
-        self.raise_on_failure = raises
-        self._future = future
+        self.raise_on_failure = raise_on_failure
+        self._future: asyncio.Future[Model] = asyncio.get_running_loop().create_future()
         self._model: Model | None = None
         self._timer: asyncio.TimerHandle | None = None
 
@@ -47,6 +51,50 @@ class WatchHandle:
     def done(self) -> bool:
         """True once the handle has its final model or its error."""
         return self._future.done()
+
+    def exception(self) -> BaseException | None:
+        """The error the handle ended with, or None if it ended with a model.
+
+        Like `asyncio.Future.exception`, it raises `InvalidStateError` before `done()`.
+        """
+        return self._future.exception()
+
+    def add_done_callback(self, callback: Callable[[WatchHandle], object]) -> None:
+        """Schedule `callback(handle)` for when the handle is done, as a future would."""
+        self._future.add_done_callback(lambda _: callback(self))
+
+    # -- reported by the watcher ----------------------------------------------------------
+
+    def observe(self, model: Model) -> Model | None:
+        """Keep `model` as the last state seen; return the one seen before (None at first)."""
+        previous, self._model = self._model, model
+        return previous
+
+    def set_timer(self, timer: asyncio.TimerHandle) -> None:
+        """Own the timer of the handle's deadline, so settling the handle cancels it."""
+        self._timer = timer
+
+    def resolve(self, model: Model) -> None:
+        """End the handle with its final model (no-op if it has already ended)."""
+        self._cancel_timer()
+        if not self._future.done():
+            self._future.set_result(model)
+
+    def fail(self, error: Exception) -> None:
+        """End the handle with `error` (no-op if it has already ended).
+
+        The error counts as retrieved: it is the awaiter's to see, and a handle
+        nobody awaits causes no "exception was never retrieved" noise.
+        """
+        self._cancel_timer()
+        if not self._future.done():
+            self._future.set_exception(error)
+            self._future.exception()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def __await__(self) -> Generator[Any, None, Model]:
         return asyncio.shield(self._future).__await__()
@@ -92,7 +140,11 @@ class ChangeStream:
         self._closed = True
         self._wake()
 
-    def _push(self, change: StatusChange) -> None:
+    def publish(self, change: StatusChange) -> None:
+        """Buffer a change for this subscriber (the watcher's call; ignored once closed).
+
+        A consumer `size` changes behind loses the oldest; polling never waits for it.
+        """
         if self._closed:
             return
         if len(self._buffer) >= self._size:

@@ -1,4 +1,8 @@
-"""The only module that touches aiohttp: session, timeouts, limits, error mapping."""
+"""The only module that touches aiohttp: session, timeouts, limits, body cap, error mapping.
+
+Every response also feeds the client's estimate of the server's clock (its
+`Date` header) and the adaptive rate limiter (429 or not).
+"""
 
 from __future__ import annotations
 
@@ -6,18 +10,23 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 import aiohttp
 import attrs
 
 from . import errors
 from ._ratelimit import AdaptiveRateLimiter
+from ._serverclock import ServerClock
 from ._wire import Request
 
 __all__: list[str] = []
 
 log = logging.getLogger("happyrobot_async")
+
+#: The default cap on a response body: far above any real answer, far below a runaway one.
+DEFAULT_MAX_RESPONSE_BYTES: Final = 64 * 1024 * 1024
+_CHUNK: Final = 256 * 1024
 
 
 @attrs.frozen
@@ -32,8 +41,10 @@ class Response:
 class Transport:
     """Sends `Request`s over one `aiohttp.ClientSession`, owned or borrowed.
 
-    Caps requests in flight (`max_concurrency`), paces them (`rate_limit`),
-    never follows redirects, and turns aiohttp's exceptions into ours.
+    Caps requests in flight (`max_concurrency`), paces them (`rate_limit`, or
+    from the first 429 on), caps response bodies (`max_response_bytes`), never
+    follows redirects, and turns aiohttp's exceptions into ours. It serves one
+    event loop, the one it first ran on, until it is closed.
     """
 
     def __init__(
@@ -46,27 +57,40 @@ class Transport:
         max_concurrency: int,
         rate_limit: float | None,
         session: aiohttp.ClientSession | None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         self._base_url = base_url.rstrip("/")
         self._headers = dict(headers)
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout)
         self._max_concurrency = max_concurrency
         self._slots = asyncio.Semaphore(max_concurrency)
-        self._limiter = AdaptiveRateLimiter(rate_limit) if rate_limit else None
+        self.rate_limiter = AdaptiveRateLimiter(rate_limit)
+        self.server_clock = ServerClock()
+        self._max_bytes = max_response_bytes
         self._session = session
         self._owns_session = session is None
+        self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
         # A session of our own carries headers and timeout once; a borrowed one
-        # gets them on every request (aiohttp merges per-request headers each time).
+        # gets them on every request (aiohttp merges per-request headers each time),
+        # and never raises for a status itself: we map statuses to our errors.
         self._per_request: dict[str, Any] = (
-            {} if session is None else {"headers": self._headers, "timeout": self._timeout}
+            {}
+            if session is None
+            else {"headers": self._headers, "timeout": self._timeout, "raise_for_status": False}
         )
 
-    @property
-    def rate_limiter(self) -> AdaptiveRateLimiter | None:
-        """The shared pacing, if a `rate_limit` was set."""
-        return self._limiter
-
     def _ensure_session(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            if self._closed:
+                raise errors.HappyRobotError("the client is closed; make a new one")
+            if self._loop is not None:
+                raise errors.HappyRobotError(
+                    "the client is bound to the event loop it first ran on; "
+                    "make one client per event loop"
+                )
+            self._loop = loop
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=self._max_concurrency)
             self._session = aiohttp.ClientSession(
@@ -78,21 +102,37 @@ class Transport:
                 self._session._retry_connection = False
         return self._session
 
+    @property
+    def closed(self) -> bool:
+        """True once `close()` was called."""
+        return self._closed
+
     async def close(self) -> None:
         """Close the session if we opened it; a borrowed one is the caller's."""
+        self._closed, self._loop = True, None
         if self._owns_session and self._session is not None:
             await self._session.close()
             self._session = None
 
-    async def send(self, request: Request, attempt: int = 1) -> Response:
-        """Send once and read the whole body; raise `APIConnectionError` on no response."""
+    async def send(
+        self, request: Request, attempt: int = 1, *, timeout: float | None = None
+    ) -> Response:
+        """Send once and read the whole body; raise `APIConnectionError` on no response.
+
+        `timeout` (seconds, whole request) replaces the client's for this request.
+        """
         session = self._ensure_session()
+        options = self._per_request
+        if timeout is not None:
+            total = aiohttp.ClientTimeout(total=timeout, sock_connect=self._timeout.sock_connect)
+            options = {**options, "timeout": total}
+        limiter = self.rate_limiter
         async with self._slots:
-            if self._limiter is not None:
-                wait = self._limiter.reserve(time.monotonic())
-                if wait > 0:
-                    await asyncio.sleep(wait)
+            wait = limiter.reserve(time.monotonic())
+            if wait > 0:
+                await asyncio.sleep(wait)
             started = time.perf_counter()
+            sent = time.time()
             try:
                 async with session.request(
                     request.method,
@@ -100,13 +140,19 @@ class Transport:
                     params=request.params or None,
                     data=request.body,
                     allow_redirects=False,
-                    **self._per_request,
+                    **options,
                 ) as raw:
-                    body = await raw.read()
+                    body = await self._read_body(raw, request)
                     response = Response(raw.status, raw.headers, body)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise _connection_error(exc, request) from exc
-        self._pace(response.status)
+        date = response.headers.get("Date")
+        if date is not None:
+            self.server_clock.observe_date(date, sent, time.time())
+        if response.status == 429:
+            limiter.on_throttled(time.monotonic())
+        else:
+            limiter.on_success()
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "%s %s -> %d (attempt %d, %.1f ms)",
@@ -118,13 +164,28 @@ class Transport:
             )
         return response
 
-    def _pace(self, status: int) -> None:
-        if self._limiter is None:
-            return
-        if status == 429:
-            self._limiter.on_throttled(time.monotonic())
-        else:
-            self._limiter.on_success()
+    async def _read_body(self, raw: aiohttp.ClientResponse, request: Request) -> bytes:
+        """The whole body, or `ResponseValidationError` as soon as it passes the cap."""
+        cap = self._max_bytes
+        length = raw.content_length
+        if length is not None and length <= cap:
+            return await raw.read()
+        chunks: list[bytes] = []
+        size = 0
+        while length is None or length <= cap:
+            chunk = await raw.content.read(_CHUNK)
+            if not chunk:
+                return b"".join(chunks)
+            size += len(chunk)
+            if size > cap:
+                break
+            chunks.append(chunk)
+        raw.close()  # do not read on: drop the connection instead
+        raise errors.ResponseValidationError(
+            f"{request.method} {request.path}: response body larger than {cap} bytes",
+            status_code=raw.status,
+            path="",
+        )
 
 
 def _connection_error(exc: BaseException, request: Request) -> errors.APIConnectionError:

@@ -5,27 +5,42 @@ Pure: time is passed in, so the schedule is tested without sleeping.
 
 from __future__ import annotations
 
+from collections import deque
+
 import attrs
 
 __all__: list[str] = []
 
+#: The slowest an engaged limiter ever paces, in requests per second.
+FLOOR_RATE = 0.25
+#: Without a `rate_limit`, a 429 engages the limiter only at this rate or above (requests in
+#: the last second): below it, the per-call Retry-After waits are pacing enough.
+ENGAGE_RATE = 10
+
 
 @attrs.define
 class AdaptiveRateLimiter:
-    """A GCRA rate limit at `rate` requests/s, shared by every call of a client.
+    """A GCRA rate limit shared by every call of a client.
 
-    A 429 halves the rate (at most once per `cooldown` seconds, so a burst of
-    429s from one overload counts once). Successes win it back slowly: each
-    adds `max_rate / 100 / rate`, about `max_rate / 100` requests/s per second,
-    so a halved rate takes ~50 s to recover, as TCP's additive increase does.
+    With `max_rate` (the client's `rate_limit`) it paces from the start. Without
+    one it only counts the requests of the last second, until a 429 comes while
+    that count is at least `ENGAGE_RATE`: then it engages at half that rate. A 429 halves the rate (at most once per
+    `cooldown` seconds, so a burst of 429s from one overload counts once).
+    Successes win it back slowly: each adds `max_rate / 100 / rate`, about
+    `max_rate / 100` requests/s per second, so a halved rate takes ~50 s to
+    recover, as TCP's additive increase does.
     """
 
-    max_rate: float = attrs.field(validator=attrs.validators.gt(0))
+    max_rate: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.gt(0))
+    )
     burst: int = 1
     cooldown: float = 1.0
-    rate: float = attrs.field(init=False)
+    rate: float | None = attrs.field(init=False)
+    """Requests per second now; None while not engaged."""
     _theoretical_arrival: float = attrs.field(init=False, default=0.0)
     _last_decrease: float = attrs.field(init=False, default=float("-inf"))
+    _recent: deque[float] = attrs.field(init=False, factory=deque)
 
     def __attrs_post_init__(self) -> None:
         self.rate = self.max_rate
@@ -33,22 +48,42 @@ class AdaptiveRateLimiter:
     @property
     def min_rate(self) -> float:
         """The floor the rate never drops below."""
-        return self.max_rate / 32
+        return max(FLOOR_RATE, (self.max_rate or 0.0) / 32)
 
     def reserve(self, now: float) -> float:
         """Book the next slot; return how long to wait before sending (0 if none)."""
-        interval = 1.0 / self.rate
+        rate = self.rate
+        if rate is None:
+            recent = self._recent
+            recent.append(now)
+            while recent[0] <= now - 1.0:
+                recent.popleft()
+            return 0.0
+        interval = 1.0 / rate
         arrival = max(self._theoretical_arrival, now)
         wait = max(0.0, arrival - (self.burst - 1) * interval - now)
         self._theoretical_arrival = arrival + interval
         return wait
 
     def on_throttled(self, now: float) -> None:
-        """The server said 429: halve the rate, once per cooldown."""
-        if now - self._last_decrease >= self.cooldown:
-            self.rate = max(self.min_rate, self.rate / 2)
+        """The server said 429: engage, or halve the rate, once per cooldown."""
+        if now - self._last_decrease < self.cooldown:
+            return
+        if self.rate is None:
+            measured = sum(1 for sent in self._recent if sent > now - 1.0)
+            if measured < ENGAGE_RATE:
+                return
             self._last_decrease = now
+            self.max_rate = float(measured)
+            self.rate = max(self.min_rate, measured / 2)
+            self._theoretical_arrival = now
+            self._recent.clear()
+        else:
+            self._last_decrease = now
+            self.rate = max(self.min_rate, self.rate / 2)
 
     def on_success(self) -> None:
         """A request went through: raise the rate a little, up to `max_rate`."""
-        self.rate = min(self.max_rate, self.rate + self.max_rate / 100 / self.rate)
+        rate, ceiling = self.rate, self.max_rate
+        if rate is not None and ceiling is not None and rate < ceiling:
+            self.rate = min(ceiling, rate + ceiling / 100 / rate)

@@ -2,26 +2,33 @@
 
 The rules, as a table a reader can check against `tests/test_retry.py`:
 
-| failure                                   | read (GET) | create (POST)                |
-|-------------------------------------------|------------|------------------------------|
-| connect refused / DNS / connect timeout   | retry      | retry (never sent)           |
-| 408, 429, 503 with Retry-After            | retry      | retry after the wait (refused)|
-| read timeout, disconnect, truncated body  | retry      | reconcile (ambiguous)        |
-| 500, 502, 504, 503 without Retry-After    | retry      | reconcile (ambiguous)        |
-| any other status (4xx, 3xx)               | raise      | raise (fatal)                |
-| a 2xx body of the wrong shape             | raise      | raise (fatal)                |
+| failure                                   | read (GET)    | create (POST)                   |
+|-------------------------------------------|---------------|---------------------------------|
+| connect refused / DNS / connect timeout   | retry         | retry (never sent)              |
+| 408, 429, 503 with Retry-After            | wait, retry   | wait, retry (refused)           |
+| read timeout, disconnect, truncated body  | retry         | reconcile (ambiguous)           |
+| 500, 502, 504, 503 without Retry-After    | retry         | reconcile (ambiguous)           |
+| a 2xx body that cannot be read            | raise         | reconcile (ambiguous)           |
+| any other status (4xx, 3xx)               | raise         | raise (fatal)                   |
 
-A server's wait (`retry-after-ms`, else `Retry-After` in seconds or as an HTTP
-date; `_wire` parses it) is obeyed exactly, without jitter, up to
-`max_retry_after`; a longer one is raised at once. Otherwise: full-jitter
-exponential backoff. `RetryPolicy.decide` turns one failure into a `Decision`;
-`_attempts` acts on it, and is the only place that sleeps or spends the budget.
+*Refusals* (408, 429, 503 with Retry-After) stored nothing, so waiting and
+sending again is always safe: they do not count against `max_retries`, and are
+bounded by time instead (`max_refused_wait` since the call began). Their wait
+is the server's (`Retry-After`, parsed by `_wire`) stretched by a random 0-50 %,
+so many clients told the same wait do not all come back at the same instant;
+without a `Retry-After`, full-jitter backoff. A `Retry-After` beyond
+`max_retry_after` is raised at once. Every other retry counts against
+`max_retries` and waits full-jitter exponential backoff.
+
+`RetryPolicy.decide` turns one failure into a `Decision`; `_attempts` acts on
+it, and is the only place that sleeps or consults the `RetryBudget`.
 """
 
 from __future__ import annotations
 
 import enum
 import random
+from collections import deque
 from typing import Final
 
 import attrs
@@ -33,6 +40,8 @@ __all__ = ["RetryPolicy"]
 
 _RETRYABLE_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
 _REFUSED_STATUSES: Final = frozenset({408, 429})
+#: A server's wait is stretched by up to this fraction, at random, to spread clients out.
+SERVER_WAIT_SPREAD: Final = 0.5
 
 
 @attrs.frozen(kw_only=True)
@@ -40,15 +49,19 @@ class RetryPolicy:
     """How hard to try. Defaults: 5 attempts, 0.5 s * 2^n full jitter capped at 20 s."""
 
     max_retries: int = attrs.field(default=4, validator=attrs.validators.ge(0))
-    """Retries after the first attempt: at most `max_retries + 1` requests; 0 disables."""
+    """Retries after failures (refusals aside): at most `max_retries + 1` such requests."""
     initial_delay: float = 0.5
     max_delay: float = 20.0
     max_retry_after: float = 120.0
     """A server's Retry-After longer than this is raised as an error, not waited out."""
+    max_refused_wait: float = 600.0
+    """How long a call keeps waiting out refusals (429, 503 + Retry-After, 408) in all."""
     reconcile_delay: float = 2.0
     """Creates: how long to let a possibly-stored model settle before looking again."""
     clock_skew: float = 10.0
-    """Creates: how far the server's clock (and its whole-second timestamps) may be off ours."""
+    """Creates: how far the server's clock may be off ours while no `Date` header told us."""
+    reconcile_tolerance: float = 2.0
+    """Creates: slack, in server time, for whole-second timestamps when matching a create."""
 
     def backoff_delay(self, retry: int, rng: random.Random | None = None) -> float:
         """Full jitter: uniform in [0, min(max_delay, initial_delay * 2^retry))."""
@@ -58,10 +71,11 @@ class RetryPolicy:
         return float(backoff.full_jitter(ceiling))
 
     def delay_for(self, exc: BaseException, retry: int, rng: random.Random | None = None) -> float:
-        """The wait before retry number `retry` (0-based) after `exc`."""
+        """The wait before retry number `retry` (0-based) after `exc`: the server's, spread."""
         server_wait = getattr(exc, "retry_after", None)
         if server_wait is not None:
-            return float(server_wait)
+            spread = (rng or random).uniform(0, SERVER_WAIT_SPREAD)
+            return float(server_wait) * (1 + spread)
         return self.backoff_delay(retry, rng)
 
     def waits_too_long(self, exc: BaseException) -> bool:
@@ -70,26 +84,40 @@ class RetryPolicy:
         return server_wait is not None and server_wait > self.max_retry_after
 
     def decide(
-        self, exc: BaseException, attempt: int, *, create: bool, rng: random.Random | None = None
+        self,
+        exc: BaseException,
+        *,
+        retries: int,
+        refusals: int,
+        elapsed: float,
+        create: bool,
+        rng: random.Random | None = None,
     ) -> Decision:
-        """What to do after attempt number `attempt` (1-based) failed with `exc`.
+        """What to do after a failed attempt: `retries` counted retries and `refusals` made
+        so far, `elapsed` seconds since the call began.
 
-        Reads follow the table's read column; creates its create column: an
-        ambiguous create is reconciled first, and resent (at once: the reconcile
+        Reads follow the table's read column, creates its create column: an
+        ambiguous create is reconciled first, and resent at once (the reconcile
         waited) only if retries remain.
         """
-        retries_left = attempt <= self.max_retries
         if create:
             failure = classify_create_failure(exc)
             if failure is CreateFailure.FATAL:
                 return GIVE_UP
             if failure is CreateFailure.AMBIGUOUS:
-                return Decision(retry=retries_left, reconcile=True)
+                return Decision(retry=retries < self.max_retries, reconcile=True)
         elif not is_retryable_read(exc):
             return GIVE_UP
-        if not retries_left or self.waits_too_long(exc):
+        if is_refusal(exc):
+            if self.waits_too_long(exc):
+                return GIVE_UP
+            delay = self.delay_for(exc, refusals, rng)
+            if elapsed + delay > self.max_refused_wait:
+                return GIVE_UP
+            return Decision(retry=True, delay=delay, refused=True)
+        if retries >= self.max_retries:
             return GIVE_UP
-        return Decision(retry=True, delay=self.delay_for(exc, attempt - 1, rng))
+        return Decision(retry=True, delay=self.backoff_delay(retries, rng))
 
 
 @attrs.frozen
@@ -99,6 +127,8 @@ class Decision:
     retry: bool
     delay: float = 0.0
     reconcile: bool = False
+    refused: bool = False
+    """A refusal: it counts against the time bound, not against `max_retries`."""
 
 
 GIVE_UP: Final = Decision(retry=False)
@@ -109,6 +139,14 @@ def is_retryable_read(exc: BaseException) -> bool:
     if isinstance(exc, errors.APIConnectionError):
         return True
     return isinstance(exc, errors.APIStatusError) and exc.status_code in _RETRYABLE_STATUSES
+
+
+def is_refusal(exc: BaseException) -> bool:
+    """Whether the server refused the request outright, storing nothing (408, 429, 503 + wait)."""
+    if not isinstance(exc, errors.APIStatusError):
+        return False
+    code = exc.status_code
+    return code in _REFUSED_STATUSES or (code == 503 and exc.retry_after is not None)
 
 
 class CreateFailure(enum.Enum):
@@ -124,12 +162,14 @@ def classify_create_failure(exc: BaseException) -> CreateFailure:
     """Sort a failed create attempt into the table above."""
     if isinstance(exc, errors.APIConnectionError):
         return CreateFailure.AMBIGUOUS if exc.request_sent else CreateFailure.NEVER_SENT
+    if isinstance(exc, errors.ResponseValidationError):
+        # A success we could not read: the model may well exist.
+        ok = 200 <= exc.status_code < 300
+        return CreateFailure.AMBIGUOUS if ok else CreateFailure.FATAL
     if not isinstance(exc, errors.APIStatusError):
         return CreateFailure.FATAL
-    if exc.status_code in _REFUSED_STATUSES:
+    if is_refusal(exc):
         return CreateFailure.REFUSED
-    if exc.status_code == 503:
-        return CreateFailure.REFUSED if exc.retry_after is not None else CreateFailure.AMBIGUOUS
     if exc.status_code in _RETRYABLE_STATUSES:
         return CreateFailure.AMBIGUOUS
     return CreateFailure.FATAL
@@ -137,37 +177,45 @@ def classify_create_failure(exc: BaseException) -> CreateFailure:
 
 @attrs.define
 class RetryBudget:
-    """A client-wide retry quota, so a failing server is not hammered.
+    """A client-wide brake on retries, so a failing server is not hammered.
 
-    Like botocore's retry quota: each retry spends `retry_cost` tokens, each
-    success refunds `success_refund` (up to `capacity`). With the bucket empty,
-    failures are raised at once instead of retried, until successes refill it.
-    With the defaults, about 50 retries in a row without a success empty it.
-    A wait the server asked for (Retry-After) costs nothing: obeying it is not
-    hammering, and a rate-limited batch must not give up for being patient.
+    It looks at the outcomes of the last `window` attempts (of every call of the
+    client). While failures are more than `max_failure_ratio` of them (and there
+    are at least `min_outcomes`), retries are refused and failures are raised at
+    once; as soon as successes bring the ratio down, retries resume. So a dead
+    server gets about `min_outcomes` retries, then none, while a steady fault
+    rate below the ratio (20 % of creates failing, say) never stops a retry.
+    A wait the server asked for (Retry-After) is always permitted: obeying it is
+    not hammering.
     """
 
-    capacity: int = 500
-    retry_cost: int = 10
-    success_refund: int = 1
-    tokens: int = attrs.field(init=False)
+    window: int = 100
+    max_failure_ratio: float = 0.5
+    min_outcomes: int = 20
+    _outcomes: deque[bool] = attrs.field(init=False, factory=deque)
+    _failures: int = attrs.field(init=False, default=0)
 
-    def __attrs_post_init__(self) -> None:
-        self.tokens = self.capacity
+    def record(self, ok: bool) -> None:
+        """Count one attempt's outcome."""
+        outcomes = self._outcomes
+        outcomes.append(ok)
+        if not ok:
+            self._failures += 1
+        if len(outcomes) > self.window and not outcomes.popleft():
+            self._failures -= 1
 
-    def try_spend(self) -> bool:
-        """Take the cost of one retry; False when the budget is spent."""
-        if self.tokens < self.retry_cost:
-            return False
-        self.tokens -= self.retry_cost
-        return True
+    @property
+    def failure_ratio(self) -> float:
+        """Failures among the attempts in the window (0 when there are none)."""
+        return self._failures / len(self._outcomes) if self._outcomes else 0.0
+
+    @property
+    def exhausted(self) -> bool:
+        """True while failures dominate the window: retries are refused."""
+        return (
+            len(self._outcomes) >= self.min_outcomes and self.failure_ratio > self.max_failure_ratio
+        )
 
     def permits(self, exc: BaseException) -> bool:
-        """May `exc` be retried? Free when the server said when; else spend tokens."""
-        if getattr(exc, "retry_after", None) is not None:
-            return True
-        return self.try_spend()
-
-    def refund(self) -> None:
-        """A request succeeded: give back a little."""
-        self.tokens = min(self.capacity, self.tokens + self.success_refund)
+        """May `exc` be retried? Always when the server said when; else unless exhausted."""
+        return getattr(exc, "retry_after", None) is not None or not self.exhausted

@@ -14,8 +14,9 @@ Rules:
   case, due or not; a lone model, or one whose use case is unknown, costs one get.
   Planned models are rescheduled one current interval ahead, so a poll that never
   reports back delays a model but never loses it.
-- `record(id, status, now)` stores an observation: a new status resets the interval
-  to `interval`, the same status grows it by `factor` up to `max_interval`. The next
+- `record(id, changed, now)` stores what a poll found: a changed status (whether
+  it changed is `_settle`'s finding, not the schedule's) resets the interval to
+  `interval`, an unchanged one grows it by `factor` up to `max_interval`. The next
   due time is `now` plus the interval, jittered by ±`jitter` (never above the cap)
   for a lone model. A use case's models are not jittered: they share one list
   anyway, and each drawing its own jitter would only pull that list earlier (the
@@ -31,7 +32,7 @@ from typing import Literal
 
 import attrs
 
-__all__ = ["Poll", "Schedule"]
+__all__: list[str] = []
 
 #: Compact the heap when stale items outnumber live ones by this factor.
 _COMPACT_RATIO = 2
@@ -62,7 +63,6 @@ class _Entry:
     use_case_id: str | None
     due: float
     interval: float
-    status: str | None = None
     seq: int = 0
     """Matches the one live heap item for this model; older items are stale."""
 
@@ -122,10 +122,6 @@ class Schedule:
         if entry is not None and entry.use_case_id is not None:
             self._forget_use_case(model_id, entry.use_case_id)
 
-    def use_case_of(self, model_id: str) -> str | None:
-        """The use case a tracked model is grouped under (None: not known yet)."""
-        return self._entries[model_id].use_case_id
-
     def set_use_case(self, model_id: str, use_case_id: str | None) -> None:
         """Move a tracked model to `use_case_id` (learned from its first get)."""
         entry = self._entries[model_id]
@@ -144,7 +140,12 @@ class Schedule:
     # -- time -----------------------------------------------------------------------
 
     def due(self, now: float) -> list[str]:
-        """The models due at `now`, earliest first (none while paused); changes nothing."""
+        """The models due at `now`, earliest first (none while paused), without taking them.
+
+        Unlike `plan`, it reschedules nothing, so asking twice gives the same answer.
+        It is not read-only, though: on the way it discards the stale heap items (left
+        behind by later records and removals) due by `now`, and pushes the live ones back.
+        """
         if now < self._paused_until:
             return []
         items = self._pop_due(now)
@@ -175,17 +176,18 @@ class Schedule:
         polls.extend(Poll.get(model_id) for model_id in gets)
         return polls
 
-    def record(self, model_id: str, status: str, now: float) -> bool:
-        """Store a model's status seen at `now`; True if it changed (or is the first)."""
+    def record(self, model_id: str, changed: bool, now: float) -> None:
+        """Store what a poll planned at `now` found: `changed` if the status is new.
+
+        A change (or a first sighting) is polled again one base interval later; no
+        change backs off.
+        """
         entry = self._entries[model_id]
-        changed = entry.status != status
-        entry.status = status
         entry.interval = (
             self.interval if changed else min(entry.interval * self.factor, self.max_interval)
         )
         entry.due = now + self._jittered(entry)
         self._push(model_id, entry)
-        return changed
 
     def failed(self, model_id: str, now: float) -> None:
         """A poll for this model failed: back off as if nothing changed."""

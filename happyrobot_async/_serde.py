@@ -39,10 +39,25 @@ for _kind in (str, bool, int):
 
 
 def _structure_datetime(value: Any, _: Any) -> datetime:
+    """Any RFC 3339 spelling: `Z` or `z`, `T` or `t` or a space, offsets, any fraction."""
     if not isinstance(value, str):
-        raise TypeError(f"expected an ISO 8601 date-time string, got {type(value).__name__}")
-    parsed = datetime.fromisoformat(value)
+        raise TypeError(f"expected an RFC 3339 date-time string, got {type(value).__name__}")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        parsed = _rfc3339_rarities(value)
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _rfc3339_rarities(value: str) -> datetime:
+    # Lowercase `t`/`z` (RFC 3339 allows them); a leap second, read as :59.
+    text = value.upper()
+    if text[17:19] == "60":
+        text = text[:17] + "59" + text[19:]
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"not an RFC 3339 date-time: {value!r}") from None
 
 
 def _structure_status(value: Any, _: Any) -> ModelStatus:

@@ -100,17 +100,54 @@ def decode_model(
     return _structure(data, Model, status, body)
 
 
+@attrs.frozen
+class BadItem:
+    """One item of a list response that is not a model: where, whose (if readable), why."""
+
+    index: int
+    model_id: str | None
+    name: str | None
+    error: errors.ResponseValidationError
+
+
+@attrs.frozen
+class Listed:
+    """A list response, decoded item by item: one bad item spoils nothing else."""
+
+    models: list[Model]
+    bad: list[BadItem]
+
+
 def decode_models(
     status: int, headers: Mapping[str, str], body: bytes, request: Request | None = None
-) -> list[Model]:
-    """A list response → `list[Model]`, or the matching error."""
+) -> Listed:
+    """A list response → its models and its bad items, or the matching error.
+
+    The response as a whole must be a JSON array; each item that does not
+    decode is set aside with its error (and its id, if it has a readable one).
+    """
     data = _json_payload(status, headers, body, request)
     if not isinstance(data, list):
         raise _shape_error(status, body, "expected an array", "$")
+    models: list[Model] = []
+    bad: list[BadItem] = []
+    structure = converter.structure
     for index, item in enumerate(data):
-        if not isinstance(item, dict):
-            raise _shape_error(status, body, "expected an object", f"$[{index}]")
-    return _structure(data, list[Model], status, body)
+        try:
+            models.append(structure(item, Model))
+        except (cattrs.BaseValidationError, TypeError, ValueError) as exc:
+            error = _item_error(exc, status, body, index)
+            fields = item if isinstance(item, dict) else {}
+            model_id, name = fields.get("id"), fields.get("name")
+            bad.append(
+                BadItem(
+                    index,
+                    model_id if isinstance(model_id, str) else None,
+                    name if isinstance(name, str) else None,
+                    error,
+                )
+            )
+    return Listed(models, bad)
 
 
 def error_for(
@@ -181,6 +218,16 @@ def _json_payload(
         return json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise _shape_error(status, body, "body is not JSON", "") from None
+
+
+def _item_error(
+    exc: Exception, status: int, body: bytes, index: int
+) -> errors.ResponseValidationError:
+    if isinstance(exc, cattrs.BaseValidationError):
+        first = cattrs.transform_error(exc, path=f"$[{index}]")[0]
+        message, _, path = first.rpartition(" @ ")
+        return _shape_error(status, body, message or first, path or f"$[{index}]")
+    return _shape_error(status, body, "expected an object", f"$[{index}]")
 
 
 def _structure(data: Any, cls: type[T], status: int, body: bytes) -> T:

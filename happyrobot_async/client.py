@@ -2,33 +2,34 @@
 
 from __future__ import annotations
 
-import asyncio
-import ipaddress
 import logging
-import os
 import random
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Final, TypeVar
-from urllib.parse import urlsplit
+from typing import TypeVar
 
 import aiohttp
 
 from ._attempts import Attempts
-from ._create import create_safely, reconcile
-from .watcher import wait_for_model, watch_models  # TEMP until _follow lands
-from ._http import Transport
+from ._config import (
+    api_key_from,
+    base_url_from,
+    check_count,
+    check_positive,
+)
+from ._create import Reconciler, create_safely
+from ._follow import wait_for_model, watch_models
+from ._http import DEFAULT_MAX_RESPONSE_BYTES, Transport
 from ._retry import RetryBudget, RetryPolicy
 from ._version import __version__
-from ._wire import Request, decode_model, decode_models, get_request, list_request
+from ._wire import Listed, Request, decode_model, decode_models, get_request, list_request
 from .errors import InvalidRequestError
 from .types import CreateModel, Model, ModelStatus, StatusChange
 from .watcher import OnChange, TrainingWatcher
 
-__all__ = ["DEFAULT_BASE_URL", "HappyRobotClient"]
+__all__ = ["HappyRobotClient"]
 
-DEFAULT_BASE_URL: Final = "https://app.happyrobot.ai/api/v1"
 log = logging.getLogger("happyrobot_async")
 T = TypeVar("T")
 Decode = Callable[..., T]
@@ -56,26 +57,20 @@ class HappyRobotClient:
         max_concurrency: int = 64,
         rate_limit: float | None = None,
         session: aiohttp.ClientSession | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
-        key = api_key if api_key is not None else os.environ.get("HAPPYROBOT_API_KEY")
-        if not key:
-            raise InvalidRequestError(
-                "api_key", "no API key: pass api_key= or set HAPPYROBOT_API_KEY"
-            )
-        url = base_url or os.environ.get("HAPPYROBOT_BASE_URL") or DEFAULT_BASE_URL
-        self.base_url = _checked_base_url(url)
+        key = api_key_from(api_key)
+        self.base_url = base_url_from(base_url)
         self.organization_id = organization_id
-        for field, value, floor in (
-            ("max_concurrency", max_concurrency, 1),
-            ("max_retries", max_retries, 0),
-        ):
-            if not isinstance(value, int) or value < floor:
-                raise InvalidRequestError(field, f"must be a whole number >= {floor}")
-        for field, seconds in (("timeout", timeout), ("connect_timeout", connect_timeout)):
-            if not seconds > 0:
-                raise InvalidRequestError(field, "must be a positive number of seconds")
-        if rate_limit is not None and rate_limit <= 0:
-            raise InvalidRequestError("rate_limit", "must be a positive number of requests/s")
+        check_count("max_concurrency", max_concurrency, 1)
+        check_count("max_retries", max_retries, 0)
+        check_count("max_response_bytes", max_response_bytes, 1)
+        check_positive("timeout", timeout)
+        check_positive("connect_timeout", connect_timeout)
+        if rate_limit is not None:
+            check_positive("rate_limit", rate_limit, "requests/s")
+        if session is not None and not isinstance(session, aiohttp.ClientSession):
+            raise InvalidRequestError("session", "must be an aiohttp.ClientSession")
         if retry_policy is None:
             retry_policy = RetryPolicy(max_retries=max_retries)
         self.retry_policy = retry_policy
@@ -97,8 +92,12 @@ class HappyRobotClient:
             max_concurrency=max_concurrency,
             rate_limit=rate_limit,
             session=session,
+            max_response_bytes=max_response_bytes,
         )
         self.models = Models(self)
+        self._reconciler = Reconciler(
+            self.models, self._transport.server_clock, retry_policy, self._attempts.sleep
+        )
 
     def __repr__(self) -> str:
         return f"HappyRobotClient(base_url={self.base_url!r}, api_key=<hidden>)"
@@ -113,6 +112,11 @@ class HappyRobotClient:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+    @property
+    def closed(self) -> bool:
+        """True once `close()` was called; a closed client sends nothing more."""
+        return self._transport.closed
 
     async def close(self) -> None:
         """Release the connection pool (unless the session was the caller's)."""
@@ -181,12 +185,25 @@ class Models:
     async def _create(self, create: CreateModel) -> Model:
         """Create a validated request once (the batch runner's way in)."""
         client = self._client
-        return await create_safely(client._transport.send, client._attempts, self, create)
+        return await create_safely(
+            client._transport.send, client._attempts, client._reconciler, create
+        )
 
     async def _find_created(self, create: CreateModel, since: datetime) -> Model | None:
-        """The model a create sent at `since` (by an earlier run) stored, if any."""
-        attempts = self._client._attempts
-        return await reconcile(self, create, since, attempts.policy, attempts.sleep)
+        """The model a create first sent at `since` (by an earlier run) stored, if any."""
+        return await self._client._reconciler.reconcile(create, since.timestamp())
+
+    async def _poll_get(self, model_id: str, timeout: float) -> Model:
+        """One GET, one attempt, its own deadline: the watcher retries on its own schedule."""
+        request = get_request(model_id)
+        response = await self._client._transport.send(request, timeout=timeout)
+        return decode_model(response.status, response.headers, response.body, request)
+
+    async def _poll_list(self, use_case_id: str, timeout: float) -> Listed:
+        """One list of a use case, one attempt, its own deadline (see `_poll_get`)."""
+        request = list_request(use_case_id)
+        response = await self._client._transport.send(request, timeout=timeout)
+        return decode_models(response.status, response.headers, response.body, request)
 
     async def get(self, model_id: str) -> Model:
         """One model, with its sample ids."""
@@ -199,7 +216,24 @@ class Models:
         status: ModelStatus | str | None = None,
         trainable: bool | None = None,
     ) -> list[Model]:
-        """Every model matching the filters (list items carry no sample ids)."""
+        """Every model matching the filters (list items carry no sample ids).
+
+        An item that is not a model (the server's data, not ours to fix) is left
+        out and logged; the rest of the list is still returned.
+        """
+        listed = await self._list(use_case_id=use_case_id, status=status, trainable=trainable)
+        for item in listed.bad:
+            log.warning("list: left out item %d (id %s): %s", item.index, item.model_id, item.error)
+        return listed.models
+
+    async def _list(
+        self,
+        *,
+        use_case_id: str | None = None,
+        status: ModelStatus | str | None = None,
+        trainable: bool | None = None,
+    ) -> Listed:
+        """The list, with the items that did not decode set aside (the watcher's way in)."""
         request = list_request(use_case_id, status, trainable)
         return await self._client._read(request, decode_models)
 
@@ -225,25 +259,3 @@ class Models:
     ) -> AsyncIterator[StatusChange]:
         """Every status change of these models, until all of them are terminal."""
         return watch_models(self._client, list(model_ids), poll_interval=poll_interval)
-
-
-def _checked_base_url(url: str) -> str:
-    """Refuse a URL that would send the key in clear to anything but this machine."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise InvalidRequestError("base_url", f"must be an http(s) URL, got {url!r}")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise InvalidRequestError(
-            "base_url",
-            "plain http is only allowed to a loopback host; the key would travel in clear",
-        )
-    return url.rstrip("/")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import wait_until
 
 from happyrobot_async import cli
-from happyrobot_async.testing import Fault, Simulator
+from happyrobot_async.testing import Simulator
 from happyrobot_async.testing.pytest_plugin import SimulatorFactory
 
 Run = Callable[..., Awaitable[tuple[int, str, str]]]
@@ -63,6 +64,20 @@ def make_jobs(sim: Simulator, count: int, prefix: str = "job") -> list[dict[str,
             }
         )
     return jobs
+
+
+async def run_or_unstick(run: Run, sim: Simulator, *argv: str) -> tuple[int, str, str]:
+    """`run(*argv)`, which must end on its own within 20 s while `sim`'s clock stands still.
+
+    If it does not, speed the clock up so its models finish and the thread ends, then fail.
+    """
+    task = asyncio.ensure_future(run(*argv))
+    done, _ = await asyncio.wait([task], timeout=20)
+    if not done:
+        sim.clock.speed = 1000.0
+        await task
+        pytest.fail(f"`{' '.join(argv)}` did not stop by itself")
+    return task.result()
 
 
 def write_jobs(path: Path, jobs: list[dict[str, Any]]) -> Path:
@@ -320,12 +335,14 @@ async def test_batch_reads_a_json_array(sim: Simulator, run: Run, tmp_path: Path
 async def test_bad_jobs_file_lists_every_bad_line(sim: Simulator, run: Run, tmp_path: Path) -> None:
     """A bad JSONL jobs file exits 2 listing each bad line by number, and sends nothing."""
     good = make_jobs(sim, 4)
+    two_missing = dict(good[2])
+    del two_missing["from_model_id"], two_missing["test_sample_ids"]
     lines = [
         json.dumps(good[0]),
         "{not json",
         "",
         json.dumps({**good[1], "name": ""}),
-        json.dumps({k: v for k, v in good[2].items() if k != "from_model_id"}),
+        json.dumps(two_missing),
         json.dumps({**good[3], "name": good[0]["name"], "use_case_id": good[0]["use_case_id"]}),
         json.dumps({**good[1], "train_sample_ids": "abc"}),
         json.dumps(["a list"]),
@@ -335,11 +352,14 @@ async def test_bad_jobs_file_lists_every_bad_line(sim: Simulator, run: Run, tmp_
     path.write_text("\n".join(lines) + "\n")
     code, out, err = await run("batch", str(path), "--journal", str(tmp_path / "j"))
     assert (code, out) == (2, "")
+    assert "7 bad job line(s)" in err  # line 5 has two problems, each listed
     numbered = dict(re.findall(r"line (\d+): (.*)", err))
     assert sorted(numbered, key=int) == ["2", "4", "5", "6", "7", "8", "9"]
     assert "not valid JSON" in numbered["2"]
-    assert "name" in numbered["4"] and "from_model_id" in numbered["5"]
-    assert "as line 1" in numbered["6"]
+    assert numbered["4"].startswith("name: ")
+    assert re.search(r"^ +line 5: from_model_id: ", err, re.M)
+    assert re.search(r"^ +line 5: test_sample_ids: ", err, re.M)
+    assert numbered["6"].startswith("name: same use case and name as line 1")
     assert "train_sample_ids" in numbered["7"] and "colour" in numbered["9"]
     assert sim.stats.total_requests == 0
     assert not (tmp_path / "j").exists()
@@ -351,13 +371,14 @@ async def test_bad_jobs_file_lists_every_bad_line(sim: Simulator, run: Run, tmp_
         ('[\n  {"name": "x"},\n  {"name": "y"\n', 4),
         ('[\n  {"a": 1}\n  {"b": 2}\n]', 3),
         ("[\n  1,\n  2\n] x", 4),
+        ('[\n\n  {"name": "x"}]', 3),  # parsed, then refused by validate_jobs
         ("[]", 0),
     ],
 )
 async def test_bad_json_array_jobs_file(
     sim: Simulator, run: Run, tmp_path: Path, text: str, line: int
 ) -> None:
-    """A malformed or empty JSON-array jobs file exits 2 pointing at the right line."""
+    """A malformed, invalid or empty JSON-array jobs file exits 2 pointing at the right line."""
     path = tmp_path / "jobs.json"
     path.write_text(text)
     code, _, err = await run("batch", str(path), "--journal", str(tmp_path / "j"))
@@ -385,25 +406,51 @@ async def test_batch_usage_errors(sim: Simulator, run: Run, tmp_path: Path) -> N
 async def test_fail_fast_stops_then_a_rerun_finishes(
     simulator_factory: SimulatorFactory, monkeypatch: pytest.MonkeyPatch, run: Run, tmp_path: Path
 ) -> None:
-    """--fail-fast exits 1 at the first failure, no --out; a rerun finishes, no duplicate."""
-    slow_creates = Fault("latency", 1.0, "create", delay=0.1)
-    sim = await simulator_factory(seed=9, speed=20.0, failure_rate=1.0, faults=[slow_creates])
+    """--fail-fast exits 1 when one job fails, leaving the rest and no --out; a rerun finishes."""
+    sim = await simulator_factory(seed=9, speed=0.0, failure_rate=0.0)  # nothing ends unless told
     monkeypatch.setenv("HAPPYROBOT_API_KEY", sim.api_key)
-    path = write_jobs(tmp_path / "jobs.jsonl", make_jobs(sim, 30))
-    out_path = tmp_path / "results.jsonl"
+    jobs = make_jobs(sim, 30)
+    names = {job["name"] for job in jobs}
+    path, out_path = write_jobs(tmp_path / "jobs.jsonl", jobs), tmp_path / "results.jsonl"
     argv = [
         *("batch", str(path), "--journal", str(tmp_path / "j"), "--out", str(out_path)),
         *("--concurrency", "2", "--poll-interval", "0.02", "--base-url", sim.base_url),
     ]
-    code, _, err = await run(*argv, "--fail-fast")
-    assert code == 1 and "--fail-fast: stopped" in err and "rerun to resume" in err
+    batch = asyncio.ensure_future(run_or_unstick(run, sim, *argv, "--fail-fast"))
+    await wait_until(lambda: any(model.name in names for model in sim.models))
+    failed = next(model for model in sim.models if model.name in names)
+    sim.set_status(failed.id, "failed")
+    code, _, err = await batch
+    key = next(job["key"] for job in jobs if job["name"] == failed.name)
+    assert code == 1 and f"--fail-fast: stopped after job {key} " in err
+    assert "29 job(s) unfinished" in err and "rerun to resume" in err
     assert not out_path.exists()
-    assert sim.stats.models_created < 30
-    code, _, _ = await run(*argv)
-    assert code == 1
+    sim.clock.speed = 100.0
+    code, _, err = await run(*argv)
+    assert code == 1 and "resuming from journal" in err
     rows = [json.loads(line) for line in out_path.read_text().splitlines()]
-    assert [row["status"] for row in rows] == ["failed"] * 30
+    assert {row["name"]: row["status"] for row in rows} == {
+        name: "failed" if name == failed.name else "active" for name in names
+    }
     assert sim.stats.models_created == 30 and sim.stats.duplicates == 0
+
+
+async def test_fail_fast_stops_at_an_error_result(
+    simulator_factory: SimulatorFactory, monkeypatch: pytest.MonkeyPatch, run: Run, tmp_path: Path
+) -> None:
+    """--fail-fast also stops at a job that ends in an error, while no other job can end."""
+    sim = await simulator_factory(seed=11, speed=0.0)
+    monkeypatch.setenv("HAPPYROBOT_API_KEY", sim.api_key)
+    jobs = make_jobs(sim, 6)
+    jobs[3]["from_model_id"] = "0" * 24  # unknown base model: 422
+    path = write_jobs(tmp_path / "jobs.jsonl", jobs)
+    argv = ["batch", str(path), "--journal", str(tmp_path / "j"), "--poll-interval", "0.02"]
+    code, out, err = await run_or_unstick(
+        run, sim, *argv, "--base-url", sim.base_url, "--fail-fast"
+    )
+    assert code == 1 and "--fail-fast: stopped after job k3 " in err
+    assert "5 job(s) unfinished" in err
+    assert re.search(r"^\S+ job-3 - -> error: .*\b422: .*from_model_id", out, re.M)
 
 
 async def test_batch_live_view_ends_with_a_summary_table(
@@ -432,8 +479,40 @@ async def test_batch_with_an_error_result(
     rows = [json.loads(line) for line in out_path.read_text().splitlines()]
     assert [row["status"] for row in rows] == ["active", None, "active"]
     assert rows[1]["model_id"] is None and "422" in rows[1]["error"]
-    assert re.search(rf"^\S+ {jobs[1]['name']} - -> error: 422: .*from_model_id", out, re.M)
-    assert "BadRequestError" not in out or "422" in out
+    assert re.search(rf"^\S+ {jobs[1]['name']} - -> error: .*\b422: .*from_model_id", out, re.M)
+    assert re.search(rf"^k1\s+{jobs[1]['name']}\s+-\s+error\s+.*\b422: ", out, re.M)  # summary
+
+
+async def test_api_commands_never_import_the_simulator(sim: Simulator, tmp_path: Path) -> None:
+    """get, list and batch run without importing happyrobot_async.testing; simulate imports it."""
+    script = (
+        "import json, sys\n"
+        "from happyrobot_async.cli import main\n"
+        "codes = [main(argv) for argv in json.loads(sys.argv[1])]\n"
+        "before = 'happyrobot_async.testing' in sys.modules\n"
+        "try:\n"
+        "    main(['simulate', '--fault', 'nope:1'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(json.dumps([codes, before, 'happyrobot_async.testing' in sys.modules]))\n"
+    )
+    jobs = write_jobs(tmp_path / "jobs.jsonl", make_jobs(sim, 2))
+    commands = [
+        ["get", sim.base_model_ids(sim.use_case_ids[0])[0], "--json"],
+        ["list", "--json"],
+        ["batch", str(jobs), "--journal", str(tmp_path / "j"), "--poll-interval", "0.02"],
+    ]
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-c", script, json.dumps(commands)),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 0, err.decode()
+    codes, before, after = json.loads(out.decode().splitlines()[-1])
+    assert codes == [0, 0, 0]
+    assert before is False
+    assert after is True  # the check can see the module: `simulate` loads it when it runs
 
 
 # -- demo ----------------------------------------------------------------------------------
@@ -454,7 +533,7 @@ async def test_demo_runs_to_its_end(run: Run, view: str, monkeypatch: pytest.Mon
 
 def test_the_example_jobs_file_is_valid() -> None:
     """examples/jobs.jsonl parses and validates as a batch."""
-    from happyrobot_async._cli_jobs import load_jobs
+    from happyrobot_async.cli._jobs import load_jobs
 
     jobs = load_jobs(Path(__file__).resolve().parent.parent / "examples" / "jobs.jsonl")
     assert len(jobs) == 4 and jobs[1].explain_tools is False

@@ -140,13 +140,25 @@ async def test_validation_sends_nothing(
     assert simulator.stats.total_requests == 0
 
 
-async def test_wrong_shape_and_malformed_json(simulator: Simulator) -> None:
-    """A 200 with the wrong shape or no JSON is a ResponseValidationError, not a crash."""
+async def test_wrong_shape_and_malformed_json(
+    simulator: Simulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 200 with the wrong shape or no JSON is a ResponseValidationError, not a crash;
+    a list item that is not a model is left out (and logged), the rest still served."""
+    model_id = simulator.base_model_ids(simulator.use_case_ids[0])[0]
     async with hr.HappyRobotClient(simulator.api_key, simulator.base_url) as client:
-        simulator.faults = [Fault("wrong_shape", route="list", body=[{"id": 5}])]
+        simulator.faults = [Fault("wrong_shape", route="get", body={"id": 5})]
         with pytest.raises(hr.ResponseValidationError) as shape:
+            await client.models.get(model_id)
+        assert shape.value.path.startswith("$.")
+        simulator.faults = [Fault("wrong_shape", route="list", body={"id": 5})]
+        with pytest.raises(hr.ResponseValidationError, match="expected an array"):
             await client.models.list()
-        assert shape.value.path.startswith("$[0]")
+        good = {"id": model_id, "created_at": "2024-01-01T00:00:00Z", "status": "active"}
+        items = [{"id": "f" * 24, "name": 5}, {**good, "name": "kept"}]
+        simulator.faults = [Fault("wrong_shape", route="list", body=items)]
+        assert [m.name for m in await client.models.list()] == ["kept"]
+        assert "left out item 0" in caplog.text and "@ $[0]" in caplog.text
         simulator.faults = [Fault("malformed_json", route="list")]
         with pytest.raises(hr.ResponseValidationError, match="not JSON"):
             await client.models.list()

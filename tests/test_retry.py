@@ -47,7 +47,8 @@ TABLE = [
     (status_error(404), False, CreateFailure.FATAL),
     (status_error(422), False, CreateFailure.FATAL),
     (status_error(307), False, CreateFailure.FATAL),
-    (hr.ResponseValidationError("bad", status_code=200), False, CreateFailure.FATAL),
+    (hr.ResponseValidationError("bad", status_code=200), False, CreateFailure.AMBIGUOUS),
+    (hr.ResponseValidationError("bad", status_code=404), False, CreateFailure.FATAL),
 ]
 
 
@@ -70,40 +71,83 @@ def test_backoff_is_full_jitter_and_capped() -> None:
         assert max(delays) > ceiling * 0.8
 
 
-def test_server_wait_is_obeyed_without_jitter() -> None:
-    """A Retry-After is the delay, exactly; past the cap it is not waited out."""
+def test_server_wait_is_obeyed_and_spread() -> None:
+    """A Retry-After is waited, stretched by 0-50 % at random; past the cap it is not waited."""
     policy = RetryPolicy(max_retry_after=120)
-    assert policy.delay_for(status_error(429, 3.5), retry=4) == 3.5
+    rng = random.Random(3)
+    delays = [policy.delay_for(status_error(429, 4.0), retry=4, rng=rng) for _ in range(500)]
+    assert all(4.0 <= d <= 6.0 for d in delays)
+    assert max(delays) - min(delays) > 1.5  # spread out, not in lockstep
     assert not policy.waits_too_long(status_error(429, 120))
     assert policy.waits_too_long(status_error(429, 121))
     assert not policy.waits_too_long(status_error(500))
 
 
+SEED_1_FIRST = random.Random(1).random()
+
+
 @pytest.mark.parametrize(
-    ("exc", "attempt", "create", "decision"),
+    ("exc", "retries", "refusals", "elapsed", "create", "decision"),
     [
-        # a read: retried after the backoff (rng seeded below), until the retries run out
-        (status_error(500), 1, False, Decision(retry=True, delay=0.5 * 0.13436424411240122)),
-        (status_error(500), 5, False, GIVE_UP),
-        (status_error(404), 1, False, GIVE_UP),
-        (status_error(429, 7.0), 2, False, Decision(retry=True, delay=7.0)),
-        (status_error(429, 121.0), 1, False, GIVE_UP),
+        # a read: retried after the backoff, until the counted retries run out
+        (status_error(500), 0, 0, 0, False, Decision(retry=True, delay=0.5 * SEED_1_FIRST)),
+        (status_error(500), 4, 0, 0, False, GIVE_UP),
+        (status_error(404), 0, 0, 0, False, GIVE_UP),
+        # a refusal: the server's wait, spread; free of max_retries, bounded by time
+        (
+            status_error(429, 2.0),
+            4,
+            9,
+            0,
+            False,
+            Decision(retry=True, delay=2.0 * (1 + 0.5 * SEED_1_FIRST), refused=True),
+        ),
+        (status_error(429, 2.0), 0, 0, 599.0, False, GIVE_UP),
+        (status_error(429, 121.0), 0, 0, 0, False, GIVE_UP),
+        (
+            status_error(408),
+            0,
+            0,
+            0,
+            True,
+            Decision(retry=True, delay=0.5 * SEED_1_FIRST, refused=True),
+        ),
         # a create: ambiguous → reconcile first, resend only while retries remain
-        (status_error(500), 1, True, Decision(retry=True, reconcile=True)),
-        (status_error(500), 5, True, Decision(retry=False, reconcile=True)),
-        (READ_TIMEOUT, 2, True, Decision(retry=True, reconcile=True)),
-        (NOT_SENT, 1, True, Decision(retry=True, delay=0.5 * 0.13436424411240122)),
-        (status_error(429, 3.0), 4, True, Decision(retry=True, delay=3.0)),
-        (status_error(429, 3.0), 5, True, GIVE_UP),
-        (status_error(400), 1, True, GIVE_UP),
+        (status_error(500), 0, 0, 0, True, Decision(retry=True, reconcile=True)),
+        (status_error(500), 4, 0, 0, True, Decision(retry=False, reconcile=True)),
+        (READ_TIMEOUT, 1, 0, 0, True, Decision(retry=True, reconcile=True)),
+        (NOT_SENT, 0, 0, 0, True, Decision(retry=True, delay=0.5 * SEED_1_FIRST)),
+        (NOT_SENT, 4, 0, 0, True, GIVE_UP),
+        (
+            status_error(429, 3.0),
+            4,
+            50,
+            10,
+            True,
+            Decision(retry=True, delay=3.0 * (1 + 0.5 * SEED_1_FIRST), refused=True),
+        ),
+        (status_error(400), 0, 0, 0, True, GIVE_UP),
     ],
 )
 def test_decide_table(
-    exc: hr.HappyRobotError, attempt: int, create: bool, decision: Decision
+    exc: hr.HappyRobotError,
+    retries: int,
+    refusals: int,
+    elapsed: float,
+    create: bool,
+    decision: Decision,
 ) -> None:
     """The policy answers each failure with reconcile / retry after d / give up, as tabled."""
-    policy = RetryPolicy(max_retries=4)
-    assert policy.decide(exc, attempt, create=create, rng=random.Random(1)) == decision
+    policy = RetryPolicy(max_retries=4, max_refused_wait=600)
+    answer = policy.decide(
+        exc,
+        retries=retries,
+        refusals=refusals,
+        elapsed=elapsed,
+        create=create,
+        rng=random.Random(1),
+    )
+    assert answer == decision
 
 
 def attempt_from(outcomes: list[BaseException | str], calls: list[int]):  # type: ignore[no-untyped-def]
@@ -132,23 +176,25 @@ class Recorder:
 async def test_attempt_loop_waits_the_servers_time_and_refunds() -> None:
     """Two refusals with Retry-After are waited out (no real sleep), then the value returns."""
     sleep, calls = Recorder(), []
-    budget = RetryBudget(capacity=20, retry_cost=10)
-    budget.tokens = 15
-    attempts = Attempts(RetryPolicy(), budget, sleep)
+    budget = RetryBudget()
+    attempts = Attempts(RetryPolicy(max_retries=0), budget, sleep)
     outcomes: list[BaseException | str] = [status_error(429, 2.0), status_error(503, 1.0), "ok"]
     assert await attempts.run(attempt_from(outcomes, calls), label="GET /x") == "ok"
-    assert calls == [1, 2, 3] and sleep.delays == [2.0, 1.0]
-    assert budget.tokens == 16  # server waits are free; the success refunds one
+    assert calls == [1, 2, 3]  # refusals do not use up max_retries=0
+    assert 2.0 <= sleep.delays[0] <= 3.0 and 1.0 <= sleep.delays[1] <= 1.5
+    assert budget.failure_ratio == 0.0  # refusals are not failures; the success counts
 
 
 async def test_attempt_loop_stops_when_the_budget_is_spent() -> None:
-    """A retry the budget cannot pay for is not made: the failure is raised."""
+    """While failures dominate the budget's window, a failure is raised without a retry."""
     sleep, calls = Recorder(), []
-    budget = RetryBudget(capacity=10, retry_cost=10)
+    budget = RetryBudget(window=4, min_outcomes=2, max_failure_ratio=0.5)
+    budget.record(True)
     attempts = Attempts(RetryPolicy(), budget, sleep)
     outcomes: list[BaseException | str] = [status_error(500), status_error(502), "ok"]
     with pytest.raises(hr.APIStatusError) as info:
         await attempts.run(attempt_from(outcomes, calls), label="GET /x")
+    # 1 success + 1 failure: 50 %, a retry; + a second failure: 67 %, no more
     assert info.value.status_code == 502 and calls == [1, 2] and len(sleep.delays) == 1
 
 
@@ -192,25 +238,27 @@ def test_max_retries_must_not_be_negative() -> None:
         RetryPolicy(max_retries=-1)
 
 
-def test_retry_budget_runs_dry_and_refills() -> None:
-    """Many retries without success empty the budget; successes fill it again."""
-    budget = RetryBudget(capacity=30, retry_cost=10, success_refund=5)
-    assert [budget.try_spend() for _ in range(4)] == [True, True, True, False]
-    budget.refund()
-    budget.refund()
-    assert budget.try_spend()
-    for _ in range(100):
-        budget.refund()
-    assert budget.tokens == 30
-
-
-def test_retry_budget_does_not_charge_for_server_waits() -> None:
-    """A retry the server scheduled (Retry-After) is always permitted and costs nothing."""
-    budget = RetryBudget(capacity=10, retry_cost=10)
+def test_retry_budget_closes_on_a_dead_server_and_reopens() -> None:
+    """All failures: retries stop after `min_outcomes`; successes open the budget again."""
+    budget = RetryBudget(window=100, max_failure_ratio=0.5, min_outcomes=20)
+    for _ in range(19):
+        budget.record(False)
     assert budget.permits(status_error(500))
+    budget.record(False)
     assert not budget.permits(status_error(500))
-    assert budget.permits(status_error(429, 1.0))
-    assert budget.tokens == 0
+    assert budget.permits(status_error(429, 1.0))  # a scheduled wait is always allowed
+    for _ in range(21):
+        budget.record(True)
+    assert budget.permits(status_error(500))
+
+
+def test_retry_budget_never_closes_at_a_steady_fault_rate() -> None:
+    """One failure in five, for ever: the budget permits every retry."""
+    budget = RetryBudget()
+    for n in range(10_000):
+        budget.record(n % 5 != 0)
+        assert budget.permits(status_error(500))
+    assert budget.failure_ratio == pytest.approx(0.2)
 
 
 def test_rate_limiter_paces_requests() -> None:
@@ -237,3 +285,20 @@ def test_rate_limiter_halves_on_429_once_per_cooldown_then_recovers() -> None:
     for t in range(20):
         limiter.on_throttled(now=10.0 + t)
     assert limiter.rate == pytest.approx(10.0 / 32)
+
+
+def test_rate_limiter_engages_on_the_first_429_without_a_limit() -> None:
+    """No rate_limit set: no pacing, until a 429; then half the rate measured, creeping up."""
+    slow = AdaptiveRateLimiter()
+    assert [slow.reserve(now=100.0 + n / 5) for n in range(20)] == [0.0] * 20  # 5/s
+    slow.on_throttled(now=104.0)
+    assert slow.rate is None  # too slow to be the cause: per-call waits pace it
+    limiter = AdaptiveRateLimiter()
+    assert [limiter.reserve(now=100.0 + n / 40) for n in range(80)] == [0.0] * 80  # 40/s
+    limiter.on_throttled(now=102.0)
+    assert limiter.rate == pytest.approx(20.0, rel=0.05)
+    waits = [limiter.reserve(now=102.0) for _ in range(3)]
+    assert waits == pytest.approx([0.0, 0.05, 0.1], rel=0.05)
+    for _ in range(10_000):
+        limiter.on_success()
+    assert limiter.rate == limiter.max_rate

@@ -10,7 +10,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from happyrobot_async.cli import main, parse_fault
+from happyrobot_async.cli import main
+from happyrobot_async.cli._simulate import parse_fault
 from happyrobot_async.testing import Fault
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,16 +10,15 @@ import threading
 import warnings
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import AsyncExitStack, aclosing, contextmanager
+from contextlib import AsyncExitStack, contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 import happyrobot_async as hr
-from happyrobot_async.testing import Fault, Simulator
+from happyrobot_async.testing import Fault, Simulator, SimulatorStats
 from happyrobot_async.testing.pytest_plugin import SimulatorFactory
-from happyrobot_async.watcher import ChangeStream, TrainingWatcher, wait_for_model, watch_models
 
 FAST: dict[str, Any] = {"poll_interval": 0.02, "max_poll_interval": 0.1}
 MISSING_ID = "f" * 24
@@ -74,11 +73,6 @@ async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
     async with asyncio.timeout(timeout):
         while not condition():  # noqa: ASYNC110 - the simulator's counters have no event
             await asyncio.sleep(0.005)
-
-
-def drain(stream: ChangeStream) -> list[hr.StatusChange]:
-    """Take what a closed or idle stream has buffered, without waiting."""
-    return list(stream._buffer)
 
 
 def assert_chains(changes: list[hr.StatusChange]) -> dict[str, list[hr.StatusChange]]:
@@ -137,9 +131,9 @@ async def test_300_models_cost_one_list_per_use_case_per_tick(connect: Connect) 
     sim, client = await connect(speed=10.0, failure_rate=0.3)
     models = await create(sim, client, 300, use_cases=3)
     sim.reset_stats()
-    settings = {"poll_interval": 0.05, "max_poll_interval": 0.2}
+    interval = 0.05
     loop = asyncio.get_running_loop()
-    async with client.watcher(**settings) as watcher:
+    async with client.watcher(poll_interval=interval, max_poll_interval=0.2) as watcher:
         stream = watcher.changes()
         started = loop.time()
         finals = await asyncio.gather(*(watcher.track(model) for model in models))
@@ -151,7 +145,7 @@ async def test_300_models_cost_one_list_per_use_case_per_tick(connect: Connect) 
     assert_chains([change async for change in stream])
     stats = sim.stats
     polls = stats.count("list") + stats.count("get")
-    ticks = elapsed / (0.9 * settings["poll_interval"]) + 2
+    ticks = elapsed / (0.9 * interval) + 2
     assert polls <= 3 * ticks  # at most one request per use case per tick
     assert polls < 300 // 2  # far below one GET per model per tick (300 a tick)
     assert stats.count("get") <= 3 * 3  # only a use case's last model is fetched alone
@@ -239,10 +233,15 @@ async def test_model_missing_from_its_list_is_checked_with_a_get(connect: Connec
 
 
 @pytest.mark.parametrize("route", ["list", "get"])
-async def test_retry_after_pauses_all_polling(connect: Connect, route: str) -> None:
+async def test_retry_after_pauses_all_polling(
+    connect: Connect, route: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """A 429 with Retry-After stops every poll for that long, then polling resumes."""
     pause = 0.4
-    sim, client = await connect(failure_rate=0.0, client_options={"max_retries": 0})
+    # a wait beyond the client's patience: its request gives up, the watcher waits it out
+    policy = hr.RetryPolicy(max_retries=0, max_retry_after=pause / 2)
+    sim, client = await connect(failure_rate=0.0, client_options={"retry_policy": policy})
+    caplog.set_level(logging.WARNING, logger="happyrobot_async")
     models = await create(sim, client, 2 if route == "list" else 1)
     sim.reset_stats()
     sim.set_faults([Fault("rate_limit", route=route, retry_after=pause)])  # type: ignore[arg-type]
@@ -258,6 +257,7 @@ async def test_retry_after_pauses_all_polling(connect: Connect, route: str) -> N
     after = [entry.time for entry in log if entry.time > refused[0]]
     assert after, "polling resumed"
     assert min(after) >= refused[0] + pause
+    assert any("pausing all polling" in record.message for record in caplog.records)
 
 
 async def test_poll_errors_never_stop_the_loop(connect: Connect) -> None:
@@ -306,15 +306,27 @@ async def test_timeout_raises_with_the_last_state(connect: Connect) -> None:
 
 
 @contextmanager
-def simulator_in_a_thread(**settings: Any) -> Iterator[Simulator]:
-    """Run a simulator on its own loop in a thread, so this loop holds only our tasks."""
+def simulator_in_a_thread(
+    **settings: Any,
+) -> Iterator[tuple[Simulator, Callable[[], SimulatorStats]]]:
+    """Run a simulator on its own loop in a thread, so this loop holds only our tasks.
+
+    Also gives a way to read its stats safely: on its own loop, the counters' only writer.
+    """
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     sim = Simulator(**settings)
     asyncio.run_coroutine_threadsafe(sim.start(), loop).result(5)
+
+    async def snapshot() -> SimulatorStats:
+        return sim.stats
+
+    def stats() -> SimulatorStats:
+        return asyncio.run_coroutine_threadsafe(snapshot(), loop).result(5)
+
     try:
-        yield sim
+        yield sim, stats
     finally:
         asyncio.run_coroutine_threadsafe(sim.close(), loop).result(5)
         loop.call_soon_threadsafe(loop.stop)
@@ -327,7 +339,10 @@ async def test_leaving_the_context_shuts_down_cleanly() -> None:
     loop = asyncio.get_running_loop()
     problems: list[dict[str, Any]] = []
     loop.set_exception_handler(lambda _, context: problems.append(context))
-    with warnings.catch_warnings(), simulator_in_a_thread(pending_seconds=(1e6, 1e6)) as sim:
+    with (
+        warnings.catch_warnings(),
+        simulator_in_a_thread(pending_seconds=(1e6, 1e6)) as (sim, sim_stats),
+    ):
         warnings.simplefilter("error")
         use_case_id = sim.use_case_ids[0]
         async with hr.HappyRobotClient(api_key=sim.api_key, base_url=sim.base_url) as client:
@@ -343,15 +358,16 @@ async def test_leaving_the_context_shuts_down_cleanly() -> None:
             ]
             received: list[hr.StatusChange] = []
 
-            async def consume(stream: ChangeStream) -> None:
+            async def consume(stream: hr.ChangeStream) -> None:
                 received.extend([change async for change in stream])
 
             sim.set_faults([Fault("latency", delay=0.3)])
             async with client.watcher(**FAST, on_change=lambda change: None) as watcher:
                 consumer = asyncio.create_task(consume(watcher.changes()))
                 handles = [watcher.track(model) for model in models]
-                await asyncio.sleep(0.05)  # a list request is now in flight
+                await until(lambda: sim_stats().in_flight > 0)  # the list, slowed down
             await asyncio.wait_for(consumer, 1.0)
+            assert received == []  # the one list never answered: nothing was seen
             assert asyncio.all_tasks() == {asyncio.current_task()}
             for handle in handles:
                 with pytest.raises(hr.WatcherClosedError):
@@ -374,7 +390,7 @@ async def test_cancelling_one_waiter_stops_nothing_else(connect: Connect) -> Non
             await asyncio.wait_for(handle, 0.01)
         patient = asyncio.create_task(asyncio.wait_for(handle, 10))
         doomed = asyncio.create_task(asyncio.wait_for(handle, 10))
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # not a delay: one loop step, in which both start awaiting
         doomed.cancel()
         with pytest.raises(asyncio.CancelledError):
             await doomed
@@ -394,12 +410,19 @@ async def test_same_id_same_handle_and_untrack(connect: Connect) -> None:
     async with client.watcher(**FAST) as watcher:
         handle = watcher.track(model)
         assert watcher.track(model.id) is handle and len(watcher) == 1
+        ended: list[hr.WatchHandle] = []
+        handle.add_done_callback(ended.append)
         watcher.untrack(model.id)
         with pytest.raises(hr.WatcherClosedError):
             await handle
+        assert isinstance(handle.exception(), hr.WatcherClosedError)
+        await until(lambda: ended == [handle])
         again = watcher.track(model.id)
-        assert again is not handle
+        assert again is not handle and model.id in watcher
+        with pytest.raises(asyncio.InvalidStateError):
+            again.exception()
         assert (await again).status is hr.ModelStatus.ACTIVE
+        assert again.exception() is None and model.id not in watcher
         with pytest.raises(hr.InvalidRequestError):
             watcher.track("short")
 
@@ -449,7 +472,7 @@ async def test_a_slow_subscriber_loses_the_oldest_changes(
         reader = asyncio.create_task(keep_up())
         await asyncio.gather(*(watcher.track(model) for model in models))
     await reader
-    kept = drain(slow)
+    kept = [change async for change in slow]  # closed with the watcher: what it kept
     assert kept == everything[-2:]
     assert slow.dropped == len(everything) - 2 > 0
     assert len([r for r in caplog.records if "dropping the oldest" in r.message]) == 1
@@ -458,41 +481,44 @@ async def test_a_slow_subscriber_loses_the_oldest_changes(
 # -- the one-shot helpers --------------------------------------------------------------
 
 
-async def test_wait_for_model(connect: Connect) -> None:
-    """wait_for_model returns the final model, or raises on timeout or (if asked) failure."""
+async def test_wait(connect: Connect) -> None:
+    """models.wait returns the final model, or raises on timeout or (if asked) failure."""
     sim, client = await connect(failure_rate=0.0)
     [model] = await create(sim, client)
     final = await client.models.wait(model.id, poll_interval=0.02)
     assert final.status is hr.ModelStatus.ACTIVE
-    assert (await wait_for_model(client, model.id, poll_interval=0.02)) == final
+    assert (await client.models.wait(model.id, poll_interval=0.02)) == final
+    with pytest.raises(hr.InvalidRequestError):
+        await client.models.wait("short")
 
     slow_sim, slow_client = await connect(speed=1.0, failure_rate=1.0)
     [slow] = await create(slow_sim, slow_client)
     with pytest.raises(hr.WatchTimeoutError):
-        await wait_for_model(slow_client, slow.id, timeout=0.1, poll_interval=0.02)
+        await slow_client.models.wait(slow.id, timeout=0.1, poll_interval=0.02)
     slow_sim.clock.advance(100.0)
     with pytest.raises(hr.TrainingFailedError):
         await slow_client.models.wait(slow.id, raise_on_failure=True, poll_interval=0.02)
 
 
-async def test_watch_models(connect: Connect) -> None:
-    """watch_models yields each model's changes in order and ends when all are terminal."""
+async def test_watch(connect: Connect) -> None:
+    """models.watch yields each model's changes in order and ends when all are terminal."""
     sim, client = await connect(failure_rate=0.5)
     models = await create(sim, client, 4, use_cases=2)
     ids = [model.id for model in models]
-    async with aclosing(watch_models(client, ids, poll_interval=0.02)) as stream:
-        changes = [change async for change in stream]
+    changes = [change async for change in client.models.watch(ids, poll_interval=0.02)]
     chains = assert_chains(changes)
     assert set(chains) == set(ids)
     assert all(chain[-1].current.is_terminal for chain in chains.values())
 
-    via_client = [change async for change in client.models.watch(ids[:1], poll_interval=0.02)]
-    assert [change.current for change in via_client] == [chains[ids[0]][-1].current]
+    again = [change async for change in client.models.watch(ids[:1], poll_interval=0.02)]
+    assert [change.current for change in again] == [chains[ids[0]][-1].current]
+    assert [change async for change in client.models.watch([])] == []
 
+    seen = []
     with pytest.raises(hr.NotFoundError):
-        async with aclosing(watch_models(client, [*ids, MISSING_ID], poll_interval=0.02)) as s:
-            async for _ in s:
-                pass
+        async for change in client.models.watch([*ids, MISSING_ID], poll_interval=0.02):
+            seen.append(change)
+    assert {change.model.id for change in seen} <= set(ids)
 
 
 async def test_watcher_settings_are_checked() -> None:
@@ -506,7 +532,7 @@ async def test_watcher_settings_are_checked() -> None:
         {"queue_size": 0},
     ):
         with pytest.raises(hr.InvalidRequestError):
-            TrainingWatcher(client, **bad)
+            hr.TrainingWatcher(client, **bad)
 
 
 async def test_interval_runs_from_when_a_poll_is_planned(connect: Connect) -> None:

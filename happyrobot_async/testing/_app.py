@@ -8,14 +8,15 @@ import time
 from collections.abc import Awaitable, Callable
 
 import attrs
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from . import _responses as responses
+from ._clock import WallClock
 from ._faults import AFTER_KINDS, ROUTES, Fault, FaultPlan, TokenBucket
 from ._models import ModelRecord, OptionalFields
 from ._stats import RequestLogEntry, StatsRecorder
 from ._store import Store
-from ._validate import ID_LENGTH, RequestError, parse_create, parse_list_query
+from ._validate import ID_LENGTH, ListQuery, RequestError, parse_create, parse_list_query
 
 API_PREFIX = "/api/v1"
 
@@ -29,6 +30,8 @@ class SimState:
     store: Store
     stats: StatsRecorder
     plan: FaultPlan
+    wall: WallClock = attrs.Factory(WallClock)
+    hangs: responses.Hangs = attrs.Factory(responses.Hangs)
     bucket: TokenBucket | None = None
     extra_fields: bool = False
     optional_fields: OptionalFields = "present"
@@ -72,6 +75,8 @@ async def _api_middleware(request: web.Request, handler: Handler) -> web.StreamR
         response = await _serve(request, handler, state, route, outcome)
         if outcome.status == "?":
             outcome.status = str(response.status)
+        if state.wall.offset and not response.prepared:
+            response.headers[hdrs.DATE] = state.wall.http_date()
         return response
     finally:
         fault = next((kind for kind in outcome.faults if kind != "latency"), None)
@@ -99,13 +104,17 @@ async def _serve(
             return responses.rate_limited(wait)
     fault: Fault | None = None
     if route in ROUTES:
-        decision = state.plan.decide(route)
+        model_id = request.match_info.get("id") if state.plan.per_model else None
+        decision = state.plan.decide(route, model_id)
         if decision.delay > 0:
             outcome.faults.append("latency")
             await asyncio.sleep(decision.delay)
         fault = decision.fault
     if fault is not None and fault.kind not in AFTER_KINDS:
         outcome.faults.append(fault.kind)
+        if fault.kind == "hang":
+            outcome.status = responses.HUNG
+            return await state.hangs.hold(request)
         return _before(request, fault, outcome)
     try:
         if route in ROUTES:
@@ -118,7 +127,7 @@ async def _serve(
     if fault is None or response.status != 200 or not isinstance(response, web.Response):
         return response
     outcome.faults.append(fault.kind)
-    return await _after(request, response, fault, route, outcome)
+    return await _after(request, response, fault, route, state, outcome)
 
 
 def _before(request: web.Request, fault: Fault, outcome: _Outcome) -> web.Response:
@@ -127,6 +136,8 @@ def _before(request: web.Request, fault: Fault, outcome: _Outcome) -> web.Respon
         return responses.rate_limited(fault.rate_limit_retry_after)
     if fault.kind == "server_error":
         return responses.proxy_error(fault.status, html=fault.html, retry_after=fault.retry_after)
+    if fault.kind == "client_error":
+        return responses.client_error(fault.status, fault.retry_after)
     if fault.kind == "redirect":
         return responses.redirect(request, fault)
     outcome.status = responses.DROPPED
@@ -134,11 +145,19 @@ def _before(request: web.Request, fault: Fault, outcome: _Outcome) -> web.Respon
 
 
 async def _after(
-    request: web.Request, response: web.Response, fault: Fault, route: str, outcome: _Outcome
+    request: web.Request,
+    response: web.Response,
+    fault: Fault,
+    route: str,
+    state: SimState,
+    outcome: _Outcome,
 ) -> web.StreamResponse:
     """Spoil a successful response (a create has already been stored)."""
     if fault.kind == "truncate":
-        return await responses.truncated(request, response)
+        date = state.wall.http_date() if state.wall.offset else None
+        return await responses.truncated(request, response, date)
+    if fault.kind == "oversize":
+        return responses.oversize(response, fault.size)
     if fault.kind == "malformed_json":
         return responses.malformed_json()
     if fault.kind == "wrong_shape":
@@ -155,6 +174,9 @@ def _authenticate(request: web.Request, state: SimState) -> None:
     organization_id = state.store.organization_of(key.strip())
     if scheme.lower() != "bearer" or organization_id is None:
         raise RequestError(401, "Unauthorized: missing or invalid API key")
+    forbidden = state.store.forbidden_keys
+    if forbidden and key.strip() in forbidden:  # an empty set costs the hot path nothing
+        raise RequestError(403, "Forbidden: this organization may not use the models API")
     claimed = request.headers.get("x-organization-id")
     if claimed is not None and claimed != organization_id:
         raise RequestError(403, "Forbidden: the API key does not belong to this organization")
@@ -179,6 +201,9 @@ async def _get(request: web.Request) -> web.Response:
     record = None
     if len(model_id) == ID_LENGTH:
         record = state.store.get(request[_ORGANIZATION], model_id)
+        raw = state.store.raw_item(request[_ORGANIZATION], model_id) if record is None else None
+        if raw is not None:  # a raw item with a 24-character id, sent as-is
+            return responses.json_response(200, raw)
     if record is None:
         raise RequestError(404, f"Model not found: {model_id}")
     return _model_response(state, record)
@@ -186,8 +211,11 @@ async def _get(request: web.Request) -> web.Response:
 
 async def _list(request: web.Request) -> web.Response:
     state = request.app[_STATE]
+    organization_id = request[_ORGANIZATION]
     query = parse_list_query(dict(request.query))
-    records = state.store.find(request[_ORGANIZATION], query)
+    if state.store.has_raw_items(organization_id):
+        return _list_with_raw(state, organization_id, query)
+    records = state.store.find(organization_id, query)
     now = state.store.now()
     return responses.json_response(
         200,
@@ -199,6 +227,25 @@ async def _list(request: web.Request) -> web.Response:
                 optional_fields=state.optional_fields,
             )
             for record in records
+        ],
+    )
+
+
+def _list_with_raw(state: SimState, organization_id: str, query: ListQuery) -> web.Response:
+    """The list, with the organization's raw items sent as-is among the models."""
+    now = state.store.now()
+    return responses.json_response(
+        200,
+        [
+            item.to_json(
+                now,
+                summary=True,
+                extra_fields=state.extra_fields,
+                optional_fields=state.optional_fields,
+            )
+            if isinstance(item, ModelRecord)
+            else item
+            for item in state.store.find_with_raw(organization_id, query)
         ],
     )
 

@@ -1,10 +1,19 @@
-"""The simulated clock that drives the model lifecycle."""
+"""The simulator's two clocks: simulated time for the lifecycle, and the server's wall clock."""
 
 from __future__ import annotations
 
+import math
 import time
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from typing import Literal
 
 import attrs
+
+#: How the server spells `created_at`: `Z` (the default), lowercase `z`, a `+00:00`
+#: offset, or `fraction` (microseconds and `Z`).
+TimestampFormat = Literal["Z", "z", "+00:00", "fraction"]
+TIMESTAMP_FORMATS: tuple[str, ...] = ("Z", "z", "+00:00", "fraction")
 
 
 @attrs.define
@@ -52,3 +61,44 @@ class SimClock:
 def _check_speed(value: float) -> None:
     if value < 0:
         raise ValueError(f"speed must be >= 0, got {value!r}")
+
+
+def _check_offset(_: object, __: attrs.Attribute[float], value: float) -> None:
+    if not math.isfinite(value):
+        raise ValueError(f"clock_offset must be a finite number of seconds, got {value!r}")
+
+
+def _check_format(_: object, __: attrs.Attribute[str], value: str) -> None:
+    if value not in TIMESTAMP_FORMATS:
+        raise ValueError(f"timestamp_format must be one of {TIMESTAMP_FORMATS}")
+
+
+@attrs.define
+class WallClock:
+    """The server's wall clock: real UTC time plus `offset` seconds (negative: behind).
+
+    It stamps `created_at` (spelled as `timestamp_format` says) and the HTTP `Date`
+    header; the lifecycle's `SimClock` is unrelated.
+    """
+
+    offset: float = attrs.field(default=0.0, converter=float, validator=_check_offset)
+    timestamp_format: TimestampFormat = attrs.field(default="Z", validator=_check_format)
+
+    def now(self) -> float:
+        """Return the server's time as a POSIX timestamp."""
+        return time.time() + self.offset
+
+    def created_at(self) -> str:
+        """Return the server's time as the API writes `created_at`."""
+        now = self.now()
+        spelling = self.timestamp_format
+        if spelling == "Z":
+            return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+        seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
+        if spelling == "fraction":
+            return f"{seconds}.{int(now % 1 * 1_000_000):06d}Z"
+        return seconds + spelling
+
+    def http_date(self) -> str:
+        """Return the server's time as an HTTP `Date` header (RFC 7231)."""
+        return format_datetime(datetime.fromtimestamp(self.now(), UTC), usegmt=True)

@@ -20,6 +20,9 @@ FaultKind = Literal[
     "redirect",
     "malformed_json",
     "wrong_shape",
+    "hang",
+    "client_error",
+    "oversize",
 ]
 Route = Literal["create", "get", "list"]
 
@@ -27,11 +30,14 @@ FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 ROUTES: tuple[str, ...] = get_args(Route)
 
 #: Faults decided before the request is handled (nothing is stored when they fire).
-BEFORE_KINDS = frozenset({"rate_limit", "server_error", "drop", "redirect"})
+BEFORE_KINDS = frozenset({"rate_limit", "server_error", "drop", "redirect", "hang", "client_error"})
 #: Faults applied to a successful response (a create is stored first).
-AFTER_KINDS = frozenset({"truncate", "commit_then_fail", "malformed_json", "wrong_shape"})
+AFTER_KINDS = frozenset(
+    {"truncate", "commit_then_fail", "malformed_json", "wrong_shape", "oversize"}
+)
 
 _SERVER_ERROR_STATUSES = (500, 502, 503, 504)
+_CLIENT_ERROR_STATUSES = range(400, 500)
 
 
 def _check_rate(_: object, __: attrs.Attribute[float], value: float) -> None:
@@ -39,17 +45,31 @@ def _check_rate(_: object, __: attrs.Attribute[float], value: float) -> None:
         raise ValueError(f"rate must be within 0..1, got {value!r}")
 
 
+def _default_status(fault: Fault) -> int:
+    return 400 if fault.kind == "client_error" else 500
+
+
 @attrs.frozen
 class Fault:
     """One kind of misbehaviour, fired on a fraction `rate` of the requests to `route`.
 
-    `route=None` means every API route. Parameters only matter to the kinds that use
-    them: `delay` (latency, real seconds), `retry_after` (rate_limit: default 1.0;
-    server_error: a `Retry-After` header only when set), `status` (server_error:
-    500/502/503/504), `html` (server_error and commit_then_fail: a proxy-like HTML
-    body), `then` (commit_then_fail: "drop", 500 or 504), `location` (redirect: full
-    URL; default: the same path on http://127.0.0.2:9) and `body` (wrong_shape: the
-    JSON to send instead of the documented one).
+    `route=None` means every API route; `model_id` narrows a fault to the requests
+    for that one model (`GET /models/{model_id}`; route "get" or None). Kinds decided
+    before handling (nothing is stored): rate_limit, server_error, client_error,
+    drop, redirect and hang (no answer at all until the client disconnects or the
+    simulator closes). Kinds that spoil a successful response (a create is stored
+    first): truncate, commit_then_fail, malformed_json, wrong_shape and oversize
+    (the JSON body followed by `size` bytes of whitespace). latency delays and
+    combines with any other.
+
+    Parameters only matter to the kinds that use them: `delay` (latency, real
+    seconds), `retry_after` (rate_limit: default 1.0; server_error and client_error:
+    a `Retry-After` header only when set), `status` (server_error: 500/502/503/504,
+    default 500; client_error: 400..499, default 400), `html` (server_error and
+    commit_then_fail: a proxy-like HTML body), `then` (commit_then_fail: "drop", 500
+    or 504), `location` (redirect: full URL; default: the same path on
+    http://127.0.0.2:9), `body` (wrong_shape: the JSON to send instead of the
+    documented one) and `size` (oversize: bytes of padding, default 2_000_000).
     """
 
     kind: FaultKind = attrs.field(validator=attrs.validators.in_(FAULT_KINDS))
@@ -59,15 +79,26 @@ class Fault:
     )
     delay: float = attrs.field(default=0.5, kw_only=True)
     retry_after: float | None = attrs.field(default=None, kw_only=True)
-    status: int = attrs.field(default=500, kw_only=True)
+    status: int = attrs.field(default=attrs.Factory(_default_status, takes_self=True), kw_only=True)
     html: bool = attrs.field(default=False, kw_only=True)
     then: Literal["drop"] | int = attrs.field(default="drop", kw_only=True)
     location: str | None = attrs.field(default=None, kw_only=True)
     body: Any = attrs.field(default=None, kw_only=True)
+    size: int = attrs.field(default=2_000_000, kw_only=True)
+    model_id: str | None = attrs.field(default=None, kw_only=True)
 
     def __attrs_post_init__(self) -> None:
         if self.kind == "server_error" and self.status not in _SERVER_ERROR_STATUSES:
             raise ValueError(f"server_error status must be one of {_SERVER_ERROR_STATUSES}")
+        if self.kind == "client_error" and self.status not in _CLIENT_ERROR_STATUSES:
+            raise ValueError("client_error status must be within 400..499")
+        if self.size < 0:
+            raise ValueError("size must be >= 0")
+        if self.model_id is not None:
+            if not isinstance(self.model_id, str) or not self.model_id:
+                raise ValueError("model_id must be a non-empty string")
+            if self.route not in (None, "get") or self.kind == "commit_then_fail":
+                raise ValueError('model_id only applies to the "get" route')
         if self.kind == "commit_then_fail":
             if self.then not in ("drop", 500, 504):
                 raise ValueError('commit_then_fail `then` must be "drop", 500 or 504')
@@ -76,10 +107,12 @@ class Fault:
         if self.delay < 0 or (self.retry_after is not None and self.retry_after < 0):
             raise ValueError("delay and retry_after must be >= 0")
 
-    def applies_to(self, route: str) -> bool:
-        """Tell whether this fault may fire on `route`."""
+    def applies_to(self, route: str, model_id: str | None = None) -> bool:
+        """Tell whether this fault may fire on `route` (for `model_id`, if the path has one)."""
         if self.kind == "commit_then_fail":
             return route == "create"
+        if self.model_id is not None and self.model_id != model_id:
+            return False
         return self.route is None or self.route == route
 
     @property
@@ -107,6 +140,8 @@ class FaultPlan:
 
     _rng: random.Random
     _faults: tuple[Fault, ...] = ()
+    #: Whether any active fault is bound to a model (only then do requests need their id).
+    per_model: bool = attrs.field(init=False, default=False)
 
     @property
     def faults(self) -> tuple[Fault, ...]:
@@ -120,13 +155,14 @@ class FaultPlan:
             if not isinstance(fault, Fault):
                 raise TypeError(f"expected a Fault, got {fault!r}")
         self._faults = faults
+        self.per_model = any(fault.model_id is not None for fault in faults)
 
-    def decide(self, route: str) -> FaultDecision:
-        """Roll the dice for one request to `route`."""
+    def decide(self, route: str, model_id: str | None = None) -> FaultDecision:
+        """Roll the dice for one request to `route` (for `model_id`, if the path has one)."""
         delay = 0.0
         others: list[Fault] = []
         for fault in self._faults:
-            if not fault.applies_to(route):
+            if not fault.applies_to(route, model_id):
                 continue
             if fault.kind == "latency":
                 if self._roll(fault.rate):

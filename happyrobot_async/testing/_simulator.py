@@ -5,12 +5,13 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Sequence
 from types import TracebackType
+from typing import Any
 
 import attrs
 from aiohttp import web
 
 from ._app import API_PREFIX, SimState, make_app
-from ._clock import SimClock
+from ._clock import SimClock, TimestampFormat, WallClock
 from ._faults import Fault, FaultPlan, TokenBucket
 from ._models import OPTIONAL_FIELDS_MODES, OptionalFields, SimModel
 from ._stats import SimulatorStats, StatsRecorder
@@ -38,6 +39,16 @@ class Simulator:
     `rate_limit_rps` / `rate_limit_burst` (a token bucket over all API requests),
     `extra_fields` and `optional_fields` (response variants), `log_size` (request
     log length). Paths whose model id is not 24 characters answer 404.
+
+    Hostile-server settings (also settable at runtime): `clock_offset` (seconds the
+    server's wall clock is ahead of real UTC, negative: behind; it shifts every
+    `created_at` stamped from then on and the `Date` header of every API response)
+    and `timestamp_format` (how `created_at` is spelled from then on: "Z", "z",
+    "+00:00" or "fraction"; set it at construction to cover the seeded base models).
+    `add_raw_item()` slips unvalidated JSON among a use case's models,
+    `add_api_key(forbidden=True)` makes a key that is refused with 403, and the
+    `Fault` kinds hang, client_error and oversize (optionally bound to one
+    `model_id`) misbehave on demand.
     """
 
     seed: int = 0
@@ -58,6 +69,8 @@ class Simulator:
     _optional_fields: OptionalFields = attrs.field(
         default="present", alias="optional_fields", validator=_check_mode
     )
+    _clock_offset: float = attrs.field(default=0.0, alias="clock_offset")
+    _timestamp_format: TimestampFormat = attrs.field(default="Z", alias="timestamp_format")
     log_size: int = 10_000
     clock: SimClock = attrs.field(init=False)
     api_key: str = attrs.field(init=False)
@@ -67,6 +80,7 @@ class Simulator:
 
     def __attrs_post_init__(self) -> None:
         self.clock = SimClock(speed=self._speed)
+        wall = WallClock(self._clock_offset, self._timestamp_format)
         lifecycle = Lifecycle(
             pending_seconds=self._pending_seconds,
             training_seconds=self._training_seconds,
@@ -78,6 +92,7 @@ class Simulator:
             lifecycle=lifecycle,
             use_cases_per_org=self._use_cases,
             base_models_per_use_case=self._base_models_per_use_case,
+            stamp=wall.created_at,
         )
         plan = FaultPlan(random.Random(f"happyrobot-simulator:{self.seed}:faults"))
         plan.faults = self._initial_faults
@@ -85,6 +100,7 @@ class Simulator:
             store=store,
             stats=StatsRecorder(log_size=self.log_size),
             plan=plan,
+            wall=wall,
             extra_fields=self._extra_fields,
             optional_fields=self._optional_fields,
         )
@@ -108,6 +124,7 @@ class Simulator:
         """Start listening; `port` becomes the port actually bound."""
         if self._runner is not None:
             raise RuntimeError("the simulator is already running")
+        self._state.hangs.closing = False
         # A short grace period: requests still sleeping in a latency fault are cut off.
         runner = web.AppRunner(make_app(self._state), access_log=None, shutdown_timeout=0.25)
         await runner.setup()
@@ -121,9 +138,10 @@ class Simulator:
         self.port = runner.addresses[0][1]
 
     async def close(self) -> None:
-        """Stop listening and close every connection (idempotent)."""
+        """Stop listening and close every connection (idempotent); hung requests are dropped."""
         runner, self._runner = self._runner, None
         if runner is not None:
+            self._state.hangs.release()
             await runner.cleanup()
 
     @property
@@ -156,9 +174,23 @@ class Simulator:
         """The seeded base models (active, trainable) of a use case, to clone from."""
         return self._state.store.base_model_ids(use_case_id)
 
-    def add_api_key(self, organization_id: str | None = None) -> str:
-        """Return a new key for `organization_id`; None makes a new organization (seeded too)."""
-        return self._state.store.add_api_key(organization_id)
+    def add_api_key(self, organization_id: str | None = None, *, forbidden: bool = False) -> str:
+        """Return a new key for `organization_id`; None makes a new organization (seeded too).
+
+        With `forbidden` the key authenticates but every API request with it gets 403
+        (the organization is not allowed to use the API).
+        """
+        return self._state.store.add_api_key(organization_id, forbidden=forbidden)
+
+    def add_raw_item(self, use_case_id: str, item: dict[str, Any]) -> None:
+        """Slip `item`, unvalidated JSON, among the use case's models, after the existing ones.
+
+        Every key of the organization owning the use case sees it as-is in the list
+        (whatever the status/trainable filters), and `GET /models/{id}` returns it
+        as-is if it has a 24-character string "id". KeyError for an unknown use case;
+        TypeError if `item` is not JSON-serializable.
+        """
+        self._state.store.add_raw_item(use_case_id, item)
 
     def organization_of(self, api_key: str) -> str | None:
         """Return the organization of an API key, or None if unknown."""
@@ -215,6 +247,24 @@ class Simulator:
         if value not in OPTIONAL_FIELDS_MODES:
             raise ValueError(f"optional_fields must be one of {OPTIONAL_FIELDS_MODES}")
         self._state.optional_fields = value
+
+    @property
+    def clock_offset(self) -> float:
+        """Seconds the server's wall clock is ahead of real UTC (negative: behind)."""
+        return self._state.wall.offset
+
+    @clock_offset.setter
+    def clock_offset(self, seconds: float) -> None:
+        self._state.wall.offset = seconds
+
+    @property
+    def timestamp_format(self) -> TimestampFormat:
+        """How `created_at` is spelled from now on: "Z", "z", "+00:00" or "fraction"."""
+        return self._state.wall.timestamp_format
+
+    @timestamp_format.setter
+    def timestamp_format(self, value: TimestampFormat) -> None:
+        self._state.wall.timestamp_format = value
 
     @property
     def stats(self) -> SimulatorStats:

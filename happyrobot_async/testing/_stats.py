@@ -35,7 +35,8 @@ class SimulatorStats:
     """A snapshot of the counters since the last reset.
 
     `requests[route][status]` counts API requests; `status` is the HTTP status as a
-    string, or "drop" when the connection was dropped without a response. Routes are
+    string, "drop" when the connection was dropped without a response, or "hang"
+    when a hang fault held it until the client left or the simulator closed. Routes are
     "create", "get", "list" and "other" (anything else under /api/v1).
     `models_by_name[(organization_id, use_case_id, name)]` counts models created
     through the API; `duplicates` is the number of those keys holding more than one.

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import attrs
 
@@ -47,13 +49,17 @@ def utc_now_text() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+_Raw = tuple[int, Any]
+
+
 @attrs.define
 class Store:
     """Organizations (each with seeded use cases and base models), keys, and models.
 
     Two RNGs derived from the seed keep ids and fates reproducible independently:
     the same seed and the same sequence of calls give the same ids, durations and
-    outcomes.
+    outcomes. `stamp` writes `created_at` (the server's wall clock). Raw items are
+    JSON sent as-is among a use case's models (positioned in creation order).
     """
 
     seed: int
@@ -61,6 +67,9 @@ class Store:
     lifecycle: Lifecycle
     use_cases_per_org: int = 3
     base_models_per_use_case: int = 2
+    stamp: Callable[[], str] = utc_now_text
+    #: Keys that authenticate but are refused (403).
+    forbidden_keys: set[str] = attrs.field(init=False, factory=set)
     _ids: random.Random = attrs.field(init=False)
     _fates: random.Random = attrs.field(init=False)
     _keys: dict[str, str] = attrs.field(init=False, factory=dict)
@@ -69,6 +78,10 @@ class Store:
     _models: dict[str, ModelRecord] = attrs.field(init=False, factory=dict)
     _by_org: dict[str, list[ModelRecord]] = attrs.field(init=False, factory=dict)
     _by_use_case: dict[tuple[str, str], list[ModelRecord]] = attrs.field(init=False, factory=dict)
+    # (position among the models, item) per organization and per (organization, use case)
+    _raw_by_org: dict[str, list[_Raw]] = attrs.field(init=False, factory=dict)
+    _raw_by_use_case: dict[tuple[str, str], list[_Raw]] = attrs.field(init=False, factory=dict)
+    _raw_by_id: dict[tuple[str, str], Any] = attrs.field(init=False, factory=dict)
 
     def __attrs_post_init__(self) -> None:
         self._ids = random.Random(f"happyrobot-simulator:{self.seed}:ids")
@@ -99,7 +112,7 @@ class Store:
                     use_case_id=use_case,
                     name=f"Base model {number}",
                     description=f"Base model {number} for use case {use_case}",
-                    created_at=utc_now_text(),
+                    created_at=self.stamp(),
                     created_sim=self.now(),
                     pending_seconds=0.0,
                     training_seconds=0.0,
@@ -111,11 +124,13 @@ class Store:
                 self._base_models[use_case].append(record.id)
         return org
 
-    def add_api_key(self, organization_id: str | None = None) -> str:
+    def add_api_key(self, organization_id: str | None = None, *, forbidden: bool = False) -> str:
         """Return a new API key for `organization_id` (a new organization if None)."""
         org = self.add_organization(organization_id)
         key = f"hr_sim_{self._ids.getrandbits(128):032x}"
         self._keys[key] = org
+        if forbidden:
+            self.forbidden_keys.add(key)
         return key
 
     def organization_of(self, api_key: str) -> str | None:
@@ -141,7 +156,7 @@ class Store:
             use_case_id=request.use_case_id,
             name=request.name,
             description=f"Fine-tuned from {request.from_model_id}",
-            created_at=utc_now_text(),
+            created_at=self.stamp(),
             created_sim=self.now(),
             pending_seconds=self._fates.uniform(*lifecycle.pending_seconds),
             training_seconds=self._fates.uniform(*lifecycle.training_seconds),
@@ -174,6 +189,59 @@ class Store:
             if (query.trainable is None or record.trainable == query.trainable)
             and (query.status is None or record.status_at(now) == query.status)
         ]
+
+    def add_raw_item(self, use_case_id: str, item: Any) -> None:
+        """Store JSON sent as-is among the use case's models, after the ones stored so far."""
+        org = next((org for org, ids in self._use_cases.items() if use_case_id in ids), None)
+        if org is None:
+            raise KeyError(f"unknown use case {use_case_id!r}")
+        item = json.loads(json.dumps(item))  # a copy, and a TypeError now if not JSON
+        key = (org, use_case_id)
+        self._raw_by_org.setdefault(org, []).append((len(self._by_org[org]), item))
+        in_use_case = len(self._by_use_case.get(key, ()))
+        self._raw_by_use_case.setdefault(key, []).append((in_use_case, item))
+        if isinstance(item, dict) and isinstance(item.get("id"), str):
+            self._raw_by_id[(org, item["id"])] = item
+
+    def has_raw_items(self, organization_id: str) -> bool:
+        """Tell whether the organization holds raw items (only then is a list merged)."""
+        return organization_id in self._raw_by_org
+
+    def raw_item(self, organization_id: str, item_id: str) -> Any:
+        """Return the organization's raw item with this id, or None."""
+        return self._raw_by_id.get((organization_id, item_id))
+
+    def find_with_raw(self, organization_id: str, query: ListQuery) -> list[ModelRecord | Any]:
+        """Like `find`, with the raw items (whatever the filters) in their places."""
+        if query.use_case_id is None:
+            raw = self._raw_by_org.get(organization_id, [])
+        else:
+            raw = self._raw_by_use_case.get((organization_id, query.use_case_id), [])
+        found: list[ModelRecord | Any] = []
+        items = iter(raw)
+        pending = next(items, None)
+        for index, record in enumerate(self._candidates(organization_id, query)):
+            while pending is not None and pending[0] <= index:
+                found.append(pending[1])
+                pending = next(items, None)
+            if record is not None:
+                found.append(record)
+        if pending is not None:
+            found.extend([pending[1], *(item for _, item in items)])
+        return found
+
+    def _candidates(self, organization_id: str, query: ListQuery) -> Iterator[ModelRecord | None]:
+        """Yield every candidate of `find`, or None where one does not match the filters."""
+        now = self.now()
+        if query.use_case_id is None:
+            candidates = self._by_org.get(organization_id, [])
+        else:
+            candidates = self._by_use_case.get((organization_id, query.use_case_id), [])
+        for record in candidates:
+            matches = (query.trainable is None or record.trainable == query.trainable) and (
+                query.status is None or record.status_at(now) == query.status
+            )
+            yield record if matches else None
 
     def record(self, model_id: str) -> ModelRecord:
         """Return any model by id, whatever its organization (KeyError if unknown)."""

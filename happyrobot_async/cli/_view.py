@@ -1,5 +1,7 @@
 """How a running batch looks: a rich live view on a terminal, a line per change otherwise.
 
+Both are fed by `run_batch`: the plain lines by its `on_change` and `on_result`
+callbacks, the live view by reading its `BatchProgress` a few times a second.
 rich is imported only inside the live view and the rich summary, so everything
 else in the CLI works without the `[cli]` extra.
 """
@@ -13,19 +15,20 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TextIO
 
-from ._cli_common import plain_table
-from .batch import BatchProgress, BatchReport
-from .types import StatusChange
+from .. import BatchProgress, BatchReport, BatchResult, JobStage
+from ..types import StatusChange
+from ._common import plain_table
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-__all__ = ["PlainLines", "live_view", "print_summary", "rich_available"]
+__all__: list[str] = []
 
 #: Order and colour of states in the counts line.
 _STATES = {
     "queued": "dim",
     "submitting": "cyan",
+    "watching": "cyan",
     "pending": "yellow",
     "training": "blue",
     "active": "green",
@@ -33,6 +36,8 @@ _STATES = {
     "error": "bold red",
 }
 _FAILED_ROWS_SHOWN = 20
+#: Stages of a job that is running (the live view lists those).
+_RUNNING = frozenset({JobStage.SUBMITTING, JobStage.WATCHING})
 
 
 def rich_available() -> bool:
@@ -49,14 +54,14 @@ def _stamp(moment: datetime | None = None) -> str:
 
 
 class PlainLines:
-    """A line per status change: `<time> <name> <model id> <previous> -> <current>`."""
+    """A line per status change: `<time> <name> <model id> <previous> -> <current>`.
 
-    def __init__(
-        self, progress: BatchProgress, done_before: set[int], out: TextIO | None = None
-    ) -> None:
+    A job that ends in an error gets `<time> <name> <model id or -> -> error: <why>`.
+    """
+
+    def __init__(self, progress: BatchProgress, out: TextIO | None = None) -> None:
         self._progress = progress
         self._out = out
-        self._errors_seen = set(done_before)  # replayed from the journal: not news
 
     def on_change(self, change: StatusChange) -> None:
         """run_batch's `on_change`: print the transition."""
@@ -64,13 +69,13 @@ class PlainLines:
         previous = change.previous.value if change.previous is not None else "new"
         self._print(f"{_stamp(change.at)} {model.name} {model.id} {previous} -> {model.raw_status}")
 
-    def check_errors(self) -> None:
-        """Print a line for each job that ended in an error (no status change reports those)."""
-        for index, row in enumerate(self._progress.jobs):
-            if row.state == "error" and index not in self._errors_seen:
-                self._errors_seen.add(index)
-                reason = f": {row.error}" if row.error else ""
-                self._print(f"{_stamp()} {row.job.name} {row.model_id or '-'} -> error{reason}")
+    def on_result(self, result: BatchResult) -> None:
+        """run_batch's `on_result`: a line for a job that ended in an error (no change shows it)."""
+        row = self._progress.jobs[result.index]
+        if row.stage is JobStage.ERROR:
+            reason = f": {row.error}" if row.error else ""
+            when = _stamp(result.finished_at)
+            self._print(f"{when} {row.job.name} {row.model_id or '-'} -> error{reason}")
 
     def _print(self, line: str) -> None:
         print(line, file=self._out or sys.stdout, flush=True)
@@ -83,7 +88,7 @@ def _counts_text(progress: BatchProgress) -> list[tuple[str, str, int]]:
     return [item for item in ordered if item[2] or item[0] in ("queued", "active", "failed")]
 
 
-def render(progress: BatchProgress, started: float, title: str, max_rows: int) -> RenderableType:
+def _render(progress: BatchProgress, started: float, title: str, max_rows: int) -> RenderableType:
     """One frame of the live view: counts per state, a progress bar, the running jobs."""
     from rich.console import Group
     from rich.progress_bar import ProgressBar
@@ -100,11 +105,7 @@ def render(progress: BatchProgress, started: float, title: str, max_rows: int) -
         ProgressBar(total=max(total, 1), completed=finished, width=40),
         Text(f"{finished}/{total} finished  {now - started:,.0f} s"),
     )
-    running = [
-        row
-        for row in progress.jobs
-        if row.started is not None and row.finished is None and row.state != "queued"
-    ]
+    running = [row for row in progress.jobs if row.stage in _RUNNING]
     running.sort(key=lambda row: row.started or 0.0)
     table = Table(box=None, header_style="bold", pad_edge=False)
     for column in ("name", "model id", "status", "elapsed"):
@@ -128,7 +129,7 @@ def live_view(progress: BatchProgress, title: str) -> Iterator[None]:
     started = time.monotonic()
     max_rows = max(5, console.size.height - 8)
     with Live(
-        get_renderable=lambda: render(progress, started, title, max_rows),
+        get_renderable=lambda: _render(progress, started, title, max_rows),
         console=console,
         refresh_per_second=4,
     ):

@@ -1,8 +1,8 @@
-"""The `happyrobot-async` command line: one function per subcommand.
+"""`simulate`: serve the API simulator from the command line until interrupted.
 
-API subcommands live in `_cli_models` (create, get, list, wait), `_cli_batch`
-(batch) and `_cli_demo` (demo); `simulate` is here. Exit status: 0 success,
-1 an API error or a job that did not end active, 2 a usage error, 130 Ctrl-C.
+Benchmarks and manual tests point a client at it. The simulator and the fault
+classes are imported inside the functions that need them, which run only for
+this command, so no other command loads `happyrobot_async.testing`.
 """
 
 from __future__ import annotations
@@ -12,77 +12,18 @@ import asyncio
 import json
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._cli_batch import add_batch
-from ._cli_common import (
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_USAGE,
-    UsageError,
-    add_global_options,
-    error,
-    forget_secrets,
-    logging_to_stderr,
-)
-from ._cli_demo import add_demo
-from ._cli_models import add_create, add_get, add_list, add_wait
-from .errors import HappyRobotError, InvalidRequestError, JournalError
-from .testing import Fault, Simulator
-
 if TYPE_CHECKING:
-    from ._cli_common import Subparsers
+    from ..testing import Fault, Simulator
+    from ._common import Subparsers
 
-Command = Callable[[argparse.Namespace], int]
-
-_ROUTES = ("create", "get", "list")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the process exit code."""
-    parser = _build_parser()
-    args = parser.parse_args(argv)
-    command: Command = args.command
-    try:
-        with logging_to_stderr(args.verbose):
-            return command(args)
-    except UsageError as exc:
-        error(str(exc))
-        return EXIT_USAGE
-    except (InvalidRequestError, JournalError) as exc:
-        # refused before anything was done: the command line (or its files) must change
-        error(str(exc), one_line=True)
-        return EXIT_USAGE
-    except HappyRobotError as exc:
-        error(f"{type(exc).__name__}: {exc}", one_line=True)
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        error("interrupted")
-        return EXIT_INTERRUPTED
-    finally:
-        forget_secrets()
+__all__: list[str] = []
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="happyrobot-async",
-        description=(
-            "HappyRobot model-training API tools. The API key comes from "
-            "$HAPPYROBOT_API_KEY or --api-key-file (never a command-line argument)."
-        ),
-    )
-    add_global_options(parser, defaults=True)
-    subparsers = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
-    for add in _SUBCOMMANDS:
-        add(subparsers)
-    return parser
-
-
-# -- simulate ------------------------------------------------------------------------------
-
-
-def _add_simulate(subparsers: Subparsers) -> None:
+def add_simulate(subparsers: Subparsers) -> None:
+    """`simulate`: print how to reach the simulator, then serve until SIGINT or SIGTERM."""
     parser = subparsers.add_parser(
         "simulate",
         help="run the API simulator until interrupted",
@@ -118,6 +59,8 @@ def _add_simulate(subparsers: Subparsers) -> None:
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    from ..testing import Simulator
+
     simulator = Simulator(
         seed=args.seed,
         host=args.host,
@@ -177,11 +120,16 @@ _PARAM_TYPES: dict[str, Callable[[str], Any]] = {
     "then": lambda text: text if text == "drop" else int(text),
     "location": str,
     "body": json.loads,
+    "size": int,
+    "model_id": str,
 }
 
 
 def parse_fault(text: str) -> Fault:
     """Parse `KIND:RATE[:ROUTE][:K=V...]` (a value may itself contain colons, like a URL)."""
+    from ..testing import Fault
+    from ..testing._faults import ROUTES
+
     kind, _, rest = text.partition(":")
     parts = rest.split(":") if rest else []
     try:
@@ -193,7 +141,7 @@ def parse_fault(text: str) -> Fault:
             if "=" in part and part.split("=", 1)[0] in _PARAM_TYPES:
                 last, value = part.split("=", 1)
                 params[last] = value
-            elif last is None and route is None and part in _ROUTES:
+            elif last is None and route is None and part in ROUTES:
                 route = part
             elif last is not None:
                 params[last] += ":" + part
@@ -203,15 +151,3 @@ def parse_fault(text: str) -> Fault:
         return Fault(kind, rate, route, **converted)  # type: ignore[arg-type]
     except (ValueError, TypeError) as error:
         raise argparse.ArgumentTypeError(f"bad fault {text!r}: {error}") from None
-
-
-#: Each adds one subcommand; add yours here.
-_SUBCOMMANDS: list[Callable[[Subparsers], None]] = [
-    add_create,
-    add_get,
-    add_list,
-    add_wait,
-    add_batch,
-    add_demo,
-    _add_simulate,
-]

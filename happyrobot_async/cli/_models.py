@@ -1,4 +1,8 @@
-"""`create`, `get`, `list`, `wait`: one API call each, human output or `--json`."""
+"""`create`, `get`, `list`, `wait`: one API call each, human output or `--json`.
+
+Each command opens a client, makes its call and prints the result; `wait` exits
+1 when the model did not end active, so scripts can branch on it.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,9 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, TypeVar
 
-from ._cli_common import (
+from ..client import HappyRobotClient
+from ..types import Model, ModelStatus
+from ._common import (
     EXIT_FAILED,
     EXIT_OK,
     api_parent,
@@ -17,11 +23,11 @@ from ._cli_common import (
     plain_table,
     print_json,
 )
-from .client import HappyRobotClient
-from .types import Model, ModelStatus
 
 if TYPE_CHECKING:
-    from ._cli_common import Subparsers
+    from ._common import Subparsers
+
+__all__: list[str] = []
 
 T = TypeVar("T")
 _STATUSES = [status.value for status in ModelStatus if status is not ModelStatus.UNKNOWN]

@@ -1,19 +1,21 @@
-"""`batch`: run a jobs file through `run_batch` with a live view, a journal and a results file."""
+"""`batch`: run a jobs file through `run_batch` with a live view, a journal and a results file.
+
+This module owns the command's contract: reading the jobs file and the journal
+before anything is sent (their problems are usage errors), the exit status, and
+the results file; `_execute` runs the batch itself.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
-import time
 from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import attrs
-
-from ._cli_common import (
+from ..journal import Journal, states_summary
+from ..types import TrainingJob
+from ._common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -23,20 +25,14 @@ from ._cli_common import (
     note,
     read_api_key,
 )
-from ._cli_jobs import load_jobs, result_rows, write_results
-from ._cli_view import PlainLines, live_view, print_summary, rich_available
-from .batch import BatchProgress, BatchReport, run_batch
-from .client import HappyRobotClient
-from .journal import Journal, states_summary
-from .types import TrainingJob
+from ._execute import BatchOutcome, execute_batch, wants_live_view
+from ._jobs import load_jobs, result_rows, write_results
+from ._view import print_summary
 
 if TYPE_CHECKING:
-    from ._cli_common import Subparsers
+    from ._common import Subparsers
 
-__all__ = ["BatchOutcome", "add_batch", "execute_batch", "wants_live_view"]
-
-#: How often the command looks at the batch (fail-fast, error lines); the view refreshes 4/s.
-_TICK = 0.25
+__all__: list[str] = []
 
 _DESCRIPTION = """\
 Create and train every job of JOBS, follow each model to active or failed, and
@@ -109,34 +105,13 @@ def add_batch(subparsers: Subparsers) -> None:
     parser.set_defaults(command=_batch)
 
 
-@attrs.frozen
-class BatchOutcome:
-    """How a batch run ended: its report, or the job that stopped a --fail-fast run."""
-
-    report: BatchReport | None
-    progress: BatchProgress
-    elapsed: float
-    stopped_at: str | None = None
-
-
-def wants_live_view(view: str) -> bool:
-    """Whether to show the rich live view for `--view` (auto: on a terminal, if rich is here)."""
-    if view == "plain":
-        return False
-    if view == "live":
-        if not rich_available():
-            raise UsageError("--view live needs rich: pip install 'happyrobot-async[cli]'")
-        return True
-    return sys.stdout.isatty() and rich_available()
-
-
 def _batch(args: argparse.Namespace) -> int:
     jobs = load_jobs(args.jobs)
     read_api_key(args)  # a missing key is a usage error, before anything starts
-    done_before = _replay_journal(args.journal, jobs)
+    _check_journal(args.journal, jobs)
     live = wants_live_view(args.view)
     try:
-        outcome = asyncio.run(_run(args, jobs, done_before, live))
+        outcome = asyncio.run(_run(args, jobs, live))
     except KeyboardInterrupt:
         note(f"interrupted; journal {args.journal} saved: rerun the same command to resume")
         return EXIT_INTERRUPTED
@@ -158,15 +133,12 @@ def _batch(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
-async def _run(
-    args: argparse.Namespace, jobs: list[TrainingJob], done_before: set[int], live: bool
-) -> BatchOutcome:
+async def _run(args: argparse.Namespace, jobs: list[TrainingJob], live: bool) -> BatchOutcome:
     async with make_client(args) as client:
         return await execute_batch(
             client,
             jobs,
             journal=args.journal,
-            done_before=done_before,
             concurrency=args.concurrency,
             poll_interval=args.poll_interval,
             max_poll_interval=args.max_poll_interval,
@@ -176,8 +148,8 @@ async def _run(
         )
 
 
-def _replay_journal(path: Path, jobs: Sequence[TrainingJob]) -> set[int]:
-    """Check the journal fits these jobs (JournalError if not); the jobs it has finished."""
+def _check_journal(path: Path, jobs: Sequence[TrainingJob]) -> None:
+    """Check the journal fits these jobs (JournalError if not); say what a resume picks up."""
     try:
         with Journal.open(path, jobs) as journal:
             states = journal.states
@@ -189,69 +161,6 @@ def _replay_journal(path: Path, jobs: Sequence[TrainingJob]) -> set[int]:
             f"resuming from journal {path}: {summary['done']} done, {summary['created']} "
             f"created, {summary['sent']} sent but unconfirmed, {summary['new']} new"
         )
-    return {index for index, state in enumerate(states) if state.done}
-
-
-async def execute_batch(
-    client: HappyRobotClient,
-    jobs: list[TrainingJob],
-    *,
-    journal: Path | None,
-    done_before: set[int],
-    concurrency: int,
-    poll_interval: float,
-    max_poll_interval: float | None,
-    fail_fast: bool,
-    live: bool,
-    title: str,
-) -> BatchOutcome:
-    """Run the batch under a live view or plain lines; cancellation reaches run_batch."""
-    progress = BatchProgress()
-    if max_poll_interval is None:
-        max_poll_interval = max(poll_interval, min(30.0, 15 * poll_interval))
-    lines = None if live else PlainLines(progress, done_before)
-    started = time.monotonic()
-    task = asyncio.create_task(
-        run_batch(
-            client,
-            jobs,
-            concurrency=concurrency,
-            journal=journal,
-            on_change=lines.on_change if lines is not None else None,
-            progress=progress,
-            poll_interval=poll_interval,
-            max_poll_interval=max_poll_interval,
-        )
-    )
-    stopped_at: str | None = None
-    view: AbstractContextManager[None] = live_view(progress, title) if live else nullcontext()
-    try:
-        with view:
-            while not task.done():
-                await asyncio.wait([task], timeout=_TICK)
-                if lines is not None:
-                    lines.check_errors()
-                if fail_fast and not task.done():
-                    stopped_at = _new_failure(progress, done_before)
-                    if stopped_at is not None:
-                        break
-    finally:
-        # Ctrl-C cancels us; run_batch must be cancelled too, so its journal is closed.
-        if not task.done():
-            task.cancel()
-            await asyncio.wait([task])
-    elapsed = time.monotonic() - started
-    if task.cancelled():
-        return BatchOutcome(None, progress, elapsed, stopped_at)
-    return BatchOutcome(task.result(), progress, elapsed)
-
-
-def _new_failure(progress: BatchProgress, done_before: set[int]) -> str | None:
-    """The first job that failed in this run (failures replayed from the journal don't count)."""
-    for index, row in enumerate(progress.jobs):
-        if index not in done_before and row.state in ("failed", "error"):
-            return row.job.label
-    return None
 
 
 def _positive_int(text: str) -> int:

@@ -1,4 +1,8 @@
-"""`demo`: a whole batch against the embedded simulator, so a new user sees the flow keyless."""
+"""`demo`: a whole batch against the embedded simulator, so a new user sees the flow keyless.
+
+The simulator is imported only when the command runs, so no other command
+loads `happyrobot_async.testing`.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +13,17 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._cli_batch import execute_batch, wants_live_view
-from ._cli_common import EXIT_OK, note
-from ._cli_view import print_summary
-from .client import HappyRobotClient
-from .testing import Simulator
-from .types import TrainingJob
+from ..client import HappyRobotClient
+from ..types import TrainingJob
+from ._common import EXIT_OK, note
+from ._execute import execute_batch, wants_live_view
+from ._view import print_summary
 
 if TYPE_CHECKING:
-    from ._cli_common import Subparsers
+    from ..testing import Simulator
+    from ._common import Subparsers
 
-__all__ = ["add_demo", "demo_jobs"]
+__all__: list[str] = []
 
 _AGENTS = (
     "Carrier sales",
@@ -91,6 +95,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace, live: bool) -> None:
+    from ..testing import Simulator
+
     simulator = Simulator(
         seed=args.seed,
         speed=args.speed,
@@ -112,7 +118,6 @@ async def _run(args: argparse.Namespace, live: bool) -> None:
                     client,
                     jobs,
                     journal=Path(scratch) / "demo.journal",
-                    done_before=set(),
                     concurrency=8,
                     poll_interval=poll,
                     max_poll_interval=4 * poll,

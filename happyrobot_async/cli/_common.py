@@ -1,4 +1,8 @@
-"""What every API subcommand shares: connection options, the key, errors, logging, output."""
+"""What every API subcommand shares: connection options, the key, errors, logging, output.
+
+One place reads the API key and remembers it, so every line the CLI prints
+(errors, notes, debug logs) can be redacted before it leaves the process.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +16,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._serde import converter
-from .client import HappyRobotClient
-from .types import Model
+from .._serde import converter
+from ..client import HappyRobotClient
+from ..types import Model
 
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
+
+__all__: list[str] = []
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 _HIDDEN = "<hidden>"

@@ -1,0 +1,59 @@
+"""The server's clock, as far as its responses tell: our clock plus an estimated offset.
+
+Pure: times are passed in. Every response's `Date` header (whole seconds) says
+the server's time was in `[D, D + 1)` at some instant between sending and
+receiving, which bounds the offset `server - ours`; so does the `created_at` of
+a model we just created. Bounds from many responses narrow the estimate to
+about the round trip. A bound that contradicts the others (someone set a clock)
+starts the estimate afresh.
+"""
+
+from __future__ import annotations
+
+from email.utils import parsedate_to_datetime
+
+__all__: list[str] = []
+
+
+class ServerClock:
+    """The offset to add to our UTC epoch seconds to get the server's, once known."""
+
+    __slots__ = ("_high", "_last_date", "_last_epoch", "_low")
+
+    def __init__(self) -> None:
+        self._low = float("-inf")
+        self._high = float("inf")
+        self._last_date: str | None = None
+        self._last_epoch = 0.0
+
+    @property
+    def offset(self) -> float | None:
+        """Seconds the server's clock is ahead of ours (negative: behind); None until seen."""
+        if self._high == float("inf"):
+            return None
+        return (self._low + self._high) / 2
+
+    @property
+    def uncertainty(self) -> float:
+        """How far the true offset may be from `offset` (infinite until seen)."""
+        return (self._high - self._low) / 2
+
+    def observe_date(self, date: str, sent: float, received: float) -> None:
+        """A response sent at `sent` and received at `received` (our epoch) had `Date: date`."""
+        if date != self._last_date:
+            try:
+                self._last_epoch = parsedate_to_datetime(date).timestamp()
+            except (TypeError, ValueError, IndexError):
+                return
+            self._last_date = date
+        self.observe(self._last_epoch, 1.0, sent, received)
+
+    def observe(self, server_time: float, resolution: float, sent: float, received: float) -> None:
+        """The server's time was in `[server_time, server_time + resolution)` at some instant
+        between `sent` and `received` (our epoch seconds)."""
+        low = server_time - received
+        high = server_time + resolution - sent
+        if low > self._high or high < self._low:  # contradicts what we knew: start again
+            self._low, self._high = low, high
+        else:
+            self._low, self._high = max(self._low, low), min(self._high, high)

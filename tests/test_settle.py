@@ -1,0 +1,80 @@
+"""What a polled state means for its handle: the pure `judge`, no network, no asyncio."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+import happyrobot_async as hr
+from happyrobot_async._settle import KEEP_WATCHING, judge
+
+S = hr.ModelStatus
+AT = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+#: the handle's outcome: keep watching, end with the model, or end with TrainingFailedError
+WATCH, RESULT, ERROR = "watch", "result", "error"
+
+
+def model(raw_status: str) -> hr.Model:
+    """A model whose server status string is `raw_status`."""
+    return hr.Model(
+        id="a" * 24,
+        created_at=AT,
+        status=S(raw_status),
+        name="carrier sales",
+        raw_status=raw_status,
+    )
+
+
+# (status seen before or None, status polled now, raise_on_failure,
+#  change emitted as (previous, current) or None, how the handle settles)
+TABLE = [
+    pytest.param(None, "pending", False, (None, S.PENDING), WATCH, id="first sighting"),
+    pytest.param("pending", "pending", False, None, WATCH, id="unchanged"),
+    pytest.param("pending", "pending", True, None, WATCH, id="unchanged, raising"),
+    pytest.param("pending", "training", False, (S.PENDING, S.TRAINING), WATCH, id="training"),
+    pytest.param("training", "active", False, (S.TRAINING, S.ACTIVE), RESULT, id="active"),
+    pytest.param("training", "active", True, (S.TRAINING, S.ACTIVE), RESULT, id="active, raising"),
+    pytest.param("training", "failed", False, (S.TRAINING, S.FAILED), RESULT, id="failed"),
+    pytest.param("training", "failed", True, (S.TRAINING, S.FAILED), ERROR, id="failed, raising"),
+    pytest.param(None, "active", False, (None, S.ACTIVE), RESULT, id="active at first sight"),
+    pytest.param(None, "failed", True, (None, S.FAILED), ERROR, id="failed at first sight"),
+    pytest.param("active", "active", False, None, RESULT, id="active seen again"),
+    pytest.param("failed", "failed", True, None, ERROR, id="failed seen again, raising"),
+    pytest.param("training", "queued", False, (S.TRAINING, S.UNKNOWN), WATCH, id="to unknown"),
+    pytest.param("queued", "queued", False, None, WATCH, id="unknown, unchanged"),
+    pytest.param("queued", "canceled", False, (S.UNKNOWN, S.UNKNOWN), WATCH, id="raw compared"),
+    pytest.param("queued", "active", False, (S.UNKNOWN, S.ACTIVE), RESULT, id="unknown to active"),
+    pytest.param("training", "pending", False, (S.TRAINING, S.PENDING), WATCH, id="backwards"),
+]
+
+
+@pytest.mark.parametrize(("before", "now", "raise_on_failure", "change", "settles"), TABLE)
+def test_judge(
+    before: str | None,
+    now: str,
+    raise_on_failure: bool,
+    change: tuple[hr.ModelStatus | None, hr.ModelStatus] | None,
+    settles: str,
+) -> None:
+    """A new raw status emits one change; active and failed settle; failed raises if asked."""
+    polled = model(now)
+    verdict = judge(None if before is None else model(before), polled, raise_on_failure, AT)
+    if change is None:
+        assert verdict.change is None
+    else:
+        assert verdict.change == hr.StatusChange(polled, change[0], change[1], AT)
+    if settles == WATCH:
+        assert (verdict.result, verdict.error) == (None, None)
+    elif settles == RESULT:
+        assert (verdict.result, verdict.error) == (polled, None)
+    else:
+        assert verdict.result is None
+        assert isinstance(verdict.error, hr.TrainingFailedError)
+        assert verdict.error.model is polled
+
+
+def test_the_common_answer_is_shared() -> None:
+    """An unchanged, unfinished model gets the one shared verdict, so polls allocate nothing."""
+    assert judge(model("training"), model("training"), False, AT) is KEEP_WATCHING
+    assert judge(model("training"), model("active"), False, AT) is not KEEP_WATCHING
