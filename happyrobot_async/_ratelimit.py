@@ -24,8 +24,9 @@ class AdaptiveRateLimiter:
 
     With `max_rate` (the client's `rate_limit`) it paces from the start. Without
     one it only counts the requests of the last second, until a 429 comes while
-    that count is at least `ENGAGE_RATE`: then it engages at half that rate. A 429 halves the rate (at most once per
-    `cooldown` seconds, so a burst of 429s from one overload counts once).
+    that count is at least `ENGAGE_RATE`: then it engages at half that rate.
+    A 429 halves the rate (at most once per `cooldown` seconds, so a burst of
+    429s from one overload counts once).
     Successes win it back slowly: each adds `max_rate / 100 / rate`, about
     `max_rate / 100` requests/s per second, so a halved rate takes ~50 s to
     recover, as TCP's additive increase does.
