@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -71,6 +72,7 @@ class Transport:
         self._owns_session = session is None
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._abandoned: weakref.finalize[..., Transport] = weakref.finalize(self, _nothing)
         # A session of our own carries headers and timeout once; a borrowed one
         # gets them on every request (aiohttp merges per-request headers each time),
         # and never raises for a status itself: we map statuses to our errors.
@@ -100,6 +102,9 @@ class Transport:
             # our retry policy does that, and `max_retries` must mean what it says.
             if hasattr(self._session, "_retry_connection"):
                 self._session._retry_connection = False
+            # A client dropped (or alive at exit) without close(): release its
+            # connections quietly instead of leaving "Unclosed connector" warnings.
+            self._abandoned = weakref.finalize(self, _release, connector)
         return self._session
 
     @property
@@ -111,6 +116,7 @@ class Transport:
         """Close the session if we opened it; a borrowed one is the caller's."""
         self._closed, self._loop = True, None
         if self._owns_session and self._session is not None:
+            self._abandoned.detach()
             await self._session.close()
             self._session = None
 
@@ -186,6 +192,17 @@ class Transport:
             status_code=raw.status,
             path="",
         )
+
+
+def _nothing() -> None:
+    pass
+
+
+def _release(connector: aiohttp.BaseConnector) -> None:
+    """Close an abandoned connector's sockets at once, with no event loop needed."""
+    close_now = getattr(connector, "_close", None)  # aiohttp's synchronous part of close()
+    if close_now is not None and not connector.closed:
+        close_now()
 
 
 def _connection_error(exc: BaseException, request: Request) -> errors.APIConnectionError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -14,6 +15,7 @@ from .errors import InvalidRequestError
 __all__ = ["CreateModel", "Model", "ModelStatus", "StatusChange", "TrainingJob"]
 
 MODEL_ID_LENGTH = 24
+_ID_CHARACTERS = re.compile(r"[A-Za-z0-9._~-]+")
 
 
 class ModelStatus(enum.StrEnum):
@@ -81,6 +83,9 @@ def check_model_id(value: object, field: str = "model_id") -> str:
         raise InvalidRequestError(
             field, f"must be exactly {MODEL_ID_LENGTH} characters, got {len(value)}"
         )
+    if not _ID_CHARACTERS.fullmatch(value):
+        # it goes into a URL path: no "/", "%", "?", spaces or other reserved characters
+        raise InvalidRequestError(field, "must be letters, digits, '-', '_', '.' or '~' only")
     return value
 
 
