@@ -10,6 +10,7 @@ import aiohttp
 import attrs
 import pytest
 
+import happyrobot_async as hr
 from happyrobot_async.testing import Simulator
 
 pytest_plugins = ["happyrobot_async.testing.pytest_plugin"]
@@ -109,3 +110,31 @@ async def wait_until(condition: Callable[[], object], *, timeout: float = 5.0) -
         if loop.time() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         await asyncio.sleep(0.001)
+
+
+#: Retry delays sized for a server on this machine.
+FAST = hr.RetryPolicy(max_retries=4, initial_delay=0.001, max_delay=0.02, reconcile_delay=0.02)
+
+
+def create_args(sim: Simulator, name: str, use_case: int = 0) -> dict[str, Any]:
+    """`models.create` arguments for a model `name` cloned in the simulator's use case."""
+    use_case_id = sim.use_case_ids[use_case]
+    return {
+        "use_case_id": use_case_id,
+        "name": name,
+        "from_model_id": sim.base_model_ids(use_case_id)[0],
+        "train_sample_ids": [f"{name}-train"],
+        "test_sample_ids": [f"{name}-test"],
+    }
+
+
+def models_named(sim: Simulator, name: str, use_case: int = 0) -> int:
+    """How many models the simulator stored under `name` (more than one: a duplicate)."""
+    key = (sim.organization_id, sim.use_case_ids[use_case], name)
+    return sim.stats.models_by_name.get(key, 0)
+
+
+def client_for(sim: Simulator, **options: Any) -> hr.HappyRobotClient:
+    """A client of the simulator, with fast retries unless told otherwise."""
+    options.setdefault("retry_policy", FAST)
+    return hr.HappyRobotClient(sim.api_key, sim.base_url, **options)

@@ -3,36 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
+from conftest import client_for, create_args, models_named
 
 import happyrobot_async as hr
 from happyrobot_async.testing import Fault, Simulator
 from happyrobot_async.testing.pytest_plugin import SimulatorFactory
-
-FAST = hr.RetryPolicy(max_retries=4, initial_delay=0.001, max_delay=0.02, reconcile_delay=0.02)
-
-
-def create_args(sim: Simulator, name: str, use_case: int = 0) -> dict[str, Any]:
-    use_case_id = sim.use_case_ids[use_case]
-    return {
-        "use_case_id": use_case_id,
-        "name": name,
-        "from_model_id": sim.base_model_ids(use_case_id)[0],
-        "train_sample_ids": [f"{name}-train"],
-        "test_sample_ids": [f"{name}-test"],
-    }
-
-
-def models_named(sim: Simulator, name: str, use_case: int = 0) -> int:
-    key = (sim.organization_id, sim.use_case_ids[use_case], name)
-    return sim.stats.models_by_name.get(key, 0)
-
-
-def client_for(sim: Simulator, **options: Any) -> hr.HappyRobotClient:
-    options.setdefault("retry_policy", FAST)
-    return hr.HappyRobotClient(sim.api_key, sim.base_url, **options)
 
 
 def jobs_for(sim: Simulator, count: int) -> list[hr.TrainingJob]:
