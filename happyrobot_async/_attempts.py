@@ -11,11 +11,11 @@ there). `sleep` and `clock` are injected, so retry tests need not wait.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol, TypeVar
 
+from ._logging import log
 from ._retry import RetryBudget, RetryPolicy
 from .errors import HappyRobotError
 
@@ -23,7 +23,6 @@ __all__: list[str] = []
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
-log = logging.getLogger("happyrobot_async")
 
 Sleep = Callable[[float], Awaitable[None]]
 Clock = Callable[[], float]
@@ -60,12 +59,13 @@ class Attempts:
         *,
         label: str,
         reconcile: Reconcile[T] | None = None,
+        fields: Mapping[str, object] | None = None,
     ) -> T:
         """Call `attempt(1)`, `attempt(2)`, ... until one succeeds or the policy gives up.
 
         With `reconcile` (creates), failures are judged by the create column of
         the retry table; without it, by the read column. `label` names the call
-        in log lines.
+        in log lines, and `fields` are the records' structured fields (`extra=`).
         """
         number, retries, refusals = 1, 0, 0
         started = self.clock()
@@ -90,7 +90,11 @@ class Attempts:
                         return found
                     if not decision.retry or not budget.permits(exc):
                         raise reconcile.unsettled(exc, number) from exc
-                    log.info("%s: no model was stored; sending again", label)
+                    log.info(
+                        "%s: no model was stored; sending again",
+                        label,
+                        extra={**(fields or {}), "attempt": number},
+                    )
                 elif not decision.retry or not budget.permits(exc):
                     raise
                 else:
@@ -100,6 +104,7 @@ class Attempts:
                         decision.delay,
                         _describe(exc),
                         number,
+                        extra={**(fields or {}), "attempt": number, "status": _status(exc)},
                     )
                     await self.sleep(decision.delay)
                 number += 1
@@ -112,6 +117,11 @@ class Attempts:
                 return value
 
 
-def _describe(exc: BaseException) -> str:
+def _status(exc: BaseException) -> int | None:
     status = getattr(exc, "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def _describe(exc: BaseException) -> str:
+    status = _status(exc)
     return f"HTTP {status}" if status is not None else type(exc).__name__

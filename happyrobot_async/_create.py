@@ -20,7 +20,6 @@ ambiguous is `_retry`'s table; the loop is `_attempts`'.
 from __future__ import annotations
 
 import enum
-import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -28,6 +27,7 @@ from typing import Protocol
 
 from ._attempts import Attempts, Sleep
 from ._http import Response
+from ._logging import log
 from ._retry import RetryPolicy
 from ._serverclock import ServerClock
 from ._wire import BadItem, Listed, Request, create_request, decode_model
@@ -36,7 +36,6 @@ from .types import CreateModel, Model
 
 __all__: list[str] = []
 
-log = logging.getLogger("happyrobot_async")
 
 Send = Callable[[Request, int], Awaitable[Response]]
 
@@ -69,7 +68,12 @@ class Reconciler:
                 await self.sleep(self.policy.reconcile_delay)
             found = await self.find(create, started)
             if found is not None:
-                log.info("create %r: adopted model %s, already stored", create.name, found.id)
+                log.info(
+                    "create %r: adopted model %s, already stored",
+                    create.name,
+                    found.id,
+                    extra={"model_id": found.id, "use_case_id": create.use_case_id},
+                )
                 return found
         return None
 
@@ -110,15 +114,20 @@ class Reconciler:
                 return full
             if evidence is Evidence.PARTIAL:
                 possible.append(full)
-        if len(possible) > 1:
-            log.warning(
+        if len(possible) > 1:  # raised to the caller: INFO, not WARNING
+            log.info(
                 "create %r: %d models may be ours and the server omits what would tell them apart",
                 create.name,
                 len(possible),
             )
             raise AmbiguousCreateError(create, attempts=0)
         if possible:
-            log.warning("create %r: adopted %s on partial evidence", create.name, possible[0].id)
+            log.warning(
+                "create %r: adopted %s on partial evidence",
+                create.name,
+                possible[0].id,
+                extra={"model_id": possible[0].id, "use_case_id": create.use_case_id},
+            )
             return possible[0]
         return None
 
@@ -172,7 +181,9 @@ async def create_safely(
 ) -> Model:
     """Create the model once, whatever the network does; see the module docstring."""
     safe = _SafeCreate(send, reconciler, create)
-    return await attempts.run(safe.attempt, label=f"create {create.name!r}", reconcile=safe)
+    fields = {"method": "POST", "path": "/models", "use_case_id": create.use_case_id}
+    label = f"create {create.name!r}"
+    return await attempts.run(safe.attempt, label=label, reconcile=safe, fields=fields)
 
 
 class _SafeCreate:
@@ -196,12 +207,18 @@ class _SafeCreate:
         return model
 
     async def find(self, error: HappyRobotError) -> Model | None:
-        log.warning("create %r: attempt %d ambiguous (%s)", self.create.name, self.attempts, error)
+        log.info(
+            "create %r: attempt %d ambiguous (%s); looking for it",
+            self.create.name,
+            self.attempts,
+            error,
+            extra={"use_case_id": self.create.use_case_id, "attempt": self.attempts},
+        )
         assert self.started is not None
         try:
             return await self.reconciler.reconcile(self.create, self.started)
         except HappyRobotError as lookup_error:
-            log.warning("create %r: could not reconcile (%s)", self.create.name, lookup_error)
+            log.info("create %r: could not reconcile (%s)", self.create.name, lookup_error)
             raise self.unsettled(error, self.attempts) from error
 
     def unsettled(self, error: HappyRobotError, attempts: int) -> HappyRobotError:

@@ -17,13 +17,13 @@ import aiohttp
 import attrs
 
 from . import errors
+from ._logging import log
 from ._ratelimit import AdaptiveRateLimiter
 from ._serverclock import ServerClock
 from ._wire import Request
 
 __all__: list[str] = []
 
-log = logging.getLogger("happyrobot_async")
 
 #: The default cap on a response body: far above any real answer, far below a runaway one.
 DEFAULT_MAX_RESPONSE_BYTES: Final = 64 * 1024 * 1024
@@ -160,13 +160,16 @@ class Transport:
         else:
             limiter.on_success()
         if log.isEnabledFor(logging.DEBUG):
+            elapsed = round((time.perf_counter() - started) * 1000, 1)
+            fields = {"method": request.method, "path": request.path, "status": response.status}
             log.debug(
                 "%s %s -> %d (attempt %d, %.1f ms)",
                 request.method,
                 request.path,
                 response.status,
                 attempt,
-                (time.perf_counter() - started) * 1000,
+                elapsed,
+                extra={**fields, "attempt": attempt, "elapsed": elapsed},
             )
         return response
 

@@ -134,6 +134,8 @@ def decode_models(
     structure = converter.structure
     for index, item in enumerate(data):
         try:
+            if type(item) is not dict:
+                raise TypeError("expected an object")
             models.append(structure(item, Model))
         except (cattrs.BaseValidationError, TypeError, ValueError) as exc:
             error = _item_error(exc, status, body, index)
@@ -163,6 +165,12 @@ def error_for(
     """
     text = body[:_MAX_BODY_IN_ERROR].decode("utf-8", errors="replace")
     message = _message_from(body) or _reason(status)
+    if status == 404 and request is not None and request.path == "/models":
+        # the collection itself is missing: the base URL, not a model, is wrong
+        message = (
+            f"{message}: there is no models endpoint here; "
+            "is the base URL right? It should end in /api/v1"
+        )
     cls = _ERROR_BY_STATUS.get(status)
     if cls is None:
         cls = errors.ServerError if status >= 500 else errors.APIStatusError

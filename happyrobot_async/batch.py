@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -18,6 +17,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ._jobs import validate_jobs
+from ._logging import log
 from ._outcomes import BatchProgress, BatchReport, BatchResult, JobProgress, JobStage
 from ._serde import converter
 from .errors import (
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 
 __all__ = ["run_batch"]
 
-log = logging.getLogger("happyrobot_async")
 OnChange = Callable[[StatusChange], Any]
 OnResult = Callable[[BatchResult], object]
 
@@ -146,7 +145,12 @@ class _Runner:
         if state is not None and state.intent_at is not None:
             found = await self.client.models._find_created(job, state.intent_at)
             if found is not None:
-                log.info("job %s: found model %s from an earlier run", job.label, found.id)
+                log.info(
+                    "job %s: found model %s from an earlier run",
+                    job.label,
+                    found.id,
+                    extra=_fields(job, found.id),
+                )
                 self._created(index, found)
                 return found
         if self.journal is not None:
@@ -173,7 +177,8 @@ class _Runner:
     def _fail(self, index: int, exc: HappyRobotError, started_at: datetime) -> None:
         row = self.progress.jobs[index]
         row.stage, row.error, row.finished = JobStage.ERROR, str(exc), time.monotonic()
-        log.warning("job %s failed: %s", self.jobs[index].label, exc)
+        job = self.jobs[index]  # reported in the job's result: INFO, not WARNING
+        log.info("job %s failed: %s", job.label, exc, extra=_fields(job, row.model_id))
         # Only a refusal of the create (400/404/422) proves no model exists; anything
         # else stays open in the journal, so a rerun reconciles or re-watches, never
         # re-creates, and a wrong key or URL on one run is not made permanent.
@@ -201,6 +206,10 @@ class _Runner:
         error = HappyRobotError(state.error) if state.error else None
         status = model.status if model is not None else None
         self.results[index] = BatchResult(index, self.jobs[index], model, status, error)
+
+
+def _fields(job: TrainingJob, model_id: str | None) -> dict[str, object]:
+    return {"job_key": job.key, "use_case_id": job.use_case_id, "model_id": model_id}
 
 
 def _now() -> datetime:

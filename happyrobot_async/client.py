@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import random
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import datetime
@@ -21,6 +20,7 @@ from ._config import (
 from ._create import Reconciler, create_safely
 from ._follow import wait_for_model, watch_models
 from ._http import DEFAULT_MAX_RESPONSE_BYTES, Transport
+from ._logging import log
 from ._retry import RetryBudget, RetryPolicy
 from ._version import __version__
 from ._wire import Listed, Request, decode_model, decode_models, get_request, list_request
@@ -30,7 +30,6 @@ from .watcher import OnChange, TrainingWatcher
 
 __all__ = ["HappyRobotClient"]
 
-log = logging.getLogger("happyrobot_async")
 T = TypeVar("T")
 Decode = Callable[..., T]
 
@@ -152,7 +151,9 @@ class HappyRobotClient:
             response = await self._transport.send(request, number)
             return decode(response.status, response.headers, response.body, request)
 
-        return await self._attempts.run(attempt, label=f"{request.method} {request.path}")
+        label = f"{request.method} {request.path}"
+        fields = {"method": request.method, "path": request.path}
+        return await self._attempts.run(attempt, label=label, fields=fields)
 
 
 class Models:

@@ -10,6 +10,7 @@ rebuilds an error from its message and attributes, whatever its `__init__`.
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any, Protocol
 
 import attrs
@@ -147,8 +148,7 @@ class APIStatusError(HappyRobotError):
         method: str = "",
         path: str = "",
     ) -> None:
-        where = f"{method} {path}: " if method else ""
-        super().__init__(f"{where}{status_code}: {message}")
+        super().__init__(_describe(status_code, message, method, path, request_id))
         self.message = message
         self.status_code = status_code
         self.body = body
@@ -157,6 +157,22 @@ class APIStatusError(HappyRobotError):
         """Seconds the server asked us to wait (Retry-After), if it said."""
         self.method = method
         self.path = path
+
+
+def _describe(status: int, message: str, method: str, path: str, request_id: str | None) -> str:
+    """`GET /models/x: 404 Not Found: no such model (request id r1)`, each part if known."""
+    try:
+        reason = HTTPStatus(status).phrase
+    except ValueError:
+        reason = ""
+    text = f"{status} {reason}".rstrip()
+    if message and message != reason:
+        text += f": {message}"
+    if method:
+        text = f"{method} {path}: {text}"
+    if request_id:
+        text += f" (request id {request_id})"
+    return text
 
 
 class BadRequestError(APIStatusError):

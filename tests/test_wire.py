@@ -158,11 +158,42 @@ def test_wrong_shape_names_the_field(payload: object, path: str) -> None:
     assert info.value.status_code == 200
 
 
-def test_list_wrong_item_names_its_index() -> None:
-    """A bad list item is reported with its index."""
-    with pytest.raises(hr.ResponseValidationError) as info:
-        _wire.decode_models(200, {}, body([MODEL, {**MODEL, "status": 3}]))
-    assert info.value.path == "$[1].status"
+def test_list_bad_items_are_set_aside_by_index() -> None:
+    """Bad list items are set aside with their index, id, name and path; the rest decode."""
+    other = {**MODEL, "id": "b" * 24}
+    items = [MODEL, {**MODEL, "status": 3, "name": "bad"}, "junk", other]
+    listed = _wire.decode_models(200, {}, body(items))
+    assert [m.id for m in listed.models] == [ID, "b" * 24]
+    first, second = listed.bad
+    assert (first.index, first.model_id, first.name, first.error.path) == (
+        1,
+        ID,
+        "bad",
+        "$[1].status",
+    )
+    assert (second.index, second.model_id, second.name, second.error.path) == (
+        2,
+        None,
+        None,
+        "$[2]",
+    )
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "2024-01-01T01:01:01z",
+        "2024-01-01t01:01:01Z",
+        "2024-01-01 01:01:01Z",
+        "2024-01-01T01:01:01.123456789Z",
+        "2024-01-01T02:01:01+01:00",
+        "2024-01-01T01:01:01.5z",
+    ],
+)
+def test_every_rfc3339_spelling_is_read(spelling: str) -> None:
+    """created_at in any RFC 3339 spelling decodes to the same aware instant (to the second)."""
+    model = _wire.decode_model(200, {}, body({**MODEL, "created_at": spelling}))
+    assert model.created_at.replace(microsecond=0) == datetime(2024, 1, 1, 1, 1, 1, tzinfo=UTC)
 
 
 def test_list_that_is_not_an_array() -> None:
@@ -251,4 +282,11 @@ def test_status_error_names_the_request() -> None:
         _wire.decode_model(404, {"X-Request-Id": "req-1"}, raw, request)
     error = info.value
     assert (error.method, error.path, error.request_id) == ("GET", "/models/" + "a" * 24, "req-1")
-    assert str(error) == f"GET /models/{'a' * 24}: 404: no such model"
+    assert str(error) == f"GET /models/{'a' * 24}: 404 Not Found: no such model (request id req-1)"
+
+
+def test_missing_models_endpoint_suggests_the_base_url() -> None:
+    """A 404 on the models collection itself says the base URL is wrong, and how to fix it."""
+    request = _wire.list_request()
+    with pytest.raises(hr.NotFoundError, match="should end in /api/v1"):
+        _wire.decode_models(404, {}, b"<html>Not Found</html>", request)
