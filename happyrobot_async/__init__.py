@@ -7,6 +7,7 @@ end with one watcher, and never lose a model or train one twice.
 from ._config import DEFAULT_BASE_URL
 from ._handles import ChangeStream, WatchHandle
 from ._outcomes import BatchProgress, BatchReport, BatchResult, JobProgress, JobStage
+from ._resource import RawResponse
 from ._retry import RetryPolicy
 from ._version import __version__
 from .batch import run_batch
@@ -65,6 +66,7 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RawResponse",
     "ResponseValidationError",
     "RetryPolicy",
     "ServerError",

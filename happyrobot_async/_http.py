@@ -11,6 +11,7 @@ import logging
 import time
 import weakref
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Any, Final
 
 import aiohttp
@@ -32,11 +33,16 @@ _CHUNK: Final = 256 * 1024
 
 @attrs.frozen
 class Response:
-    """An HTTP response, fully read."""
+    """An HTTP response, fully read; `elapsed`: seconds from sending to the last byte."""
 
     status: int
     headers: Mapping[str, str]
     body: bytes
+    elapsed: float = 0.0
+
+
+#: The last response read in this task's context: how `with_raw_response` finds it.
+last_response: ContextVar[Response | None] = ContextVar("last_response", default=None)
 
 
 class Transport:
@@ -149,7 +155,8 @@ class Transport:
                     **options,
                 ) as raw:
                     body = await self._read_body(raw, request)
-                    response = Response(raw.status, raw.headers, body)
+                    elapsed = time.perf_counter() - started
+                    response = Response(raw.status, raw.headers, body, elapsed)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise _connection_error(exc, request) from exc
         date = response.headers.get("Date")
@@ -159,8 +166,9 @@ class Transport:
             limiter.on_throttled(time.monotonic())
         else:
             limiter.on_success()
+        last_response.set(response)
         if log.isEnabledFor(logging.DEBUG):
-            elapsed = round((time.perf_counter() - started) * 1000, 1)
+            elapsed = round(response.elapsed * 1000, 1)
             fields = {"method": request.method, "path": request.path, "status": response.status}
             log.debug(
                 "%s %s -> %d (attempt %d, %.1f ms)",

@@ -52,6 +52,10 @@ class BatchReport:
     def __len__(self) -> int:
         return len(self.results)
 
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{status}={n}" for status, n in sorted(self.counts().items()))
+        return f"BatchReport({len(self.results)} jobs: {counts or 'none'})"
+
     def counts(self) -> dict[str, int]:
         """How many jobs ended in each status ("error" for those with no model)."""
         return dict(Counter(_outcome(result) for result in self.results))

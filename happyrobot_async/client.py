@@ -1,37 +1,36 @@
-"""`HappyRobotClient`: configuration, the session's lifetime, and the `models` resource."""
+"""`HappyRobotClient`: configuration, the session's lifetime, and the core the resources use.
+
+`client.models` (in `_resource`) builds requests and calls back here to send
+them: reads through the one attempt loop, creates through the safe create.
+"""
 
 from __future__ import annotations
 
+import copy
 import random
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import Callable
 from datetime import datetime
 from types import TracebackType
 from typing import TypeVar
 
 import aiohttp
+import attrs
 
 from ._attempts import Attempts
-from ._config import (
-    api_key_from,
-    base_url_from,
-    check_count,
-    check_positive,
-)
+from ._config import api_key_from, base_url_from, check_count, check_positive
 from ._create import Reconciler, create_safely
-from ._follow import wait_for_model, watch_models
-from ._http import DEFAULT_MAX_RESPONSE_BYTES, Transport
-from ._logging import log
+from ._http import DEFAULT_MAX_RESPONSE_BYTES, Response, Transport
+from ._resource import Models
 from ._retry import RetryBudget, RetryPolicy
 from ._version import __version__
-from ._wire import Listed, Request, decode_model, decode_models, get_request, list_request
+from ._wire import Request
 from .errors import InvalidRequestError
-from .types import CreateModel, Model, ModelStatus, StatusChange
+from .types import CreateModel, Model
 from .watcher import OnChange, TrainingWatcher
 
 __all__ = ["HappyRobotClient"]
 
 T = TypeVar("T")
-Decode = Callable[..., T]
 
 
 class HappyRobotClient:
@@ -72,9 +71,8 @@ class HappyRobotClient:
             raise InvalidRequestError("session", "must be an aiohttp.ClientSession")
         if retry_policy is None:
             retry_policy = RetryPolicy(max_retries=max_retries)
-        self.retry_policy = retry_policy
         self.retry_budget = RetryBudget()
-        self._attempts = Attempts(retry_policy, self.retry_budget)
+        self._timeout: float | None = None  # None: the transport's; with_options sets one
         headers = {
             "authorization": f"Bearer {key}",
             "accept": "application/json",
@@ -93,10 +91,7 @@ class HappyRobotClient:
             session=session,
             max_response_bytes=max_response_bytes,
         )
-        self.models = Models(self)
-        self._reconciler = Reconciler(
-            self.models, self._transport.server_clock, retry_policy, self._attempts.sleep
-        )
+        self._use_policy(retry_policy)
 
     def __repr__(self) -> str:
         return f"HappyRobotClient(base_url={self.base_url!r}, api_key=<hidden>)"
@@ -144,119 +139,63 @@ class HappyRobotClient:
             rng=rng,
         )
 
-    async def _read(self, request: Request, decode: Decode[T]) -> T:
+    def with_options(
+        self,
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        retry_policy: RetryPolicy | None = None,
+    ) -> HappyRobotClient:
+        """A client like this one with other options, sharing its session, connection pool,
+        rate limiter, retry budget and server clock (closing either closes both).
+
+        `max_retries` replaces the policy's; `retry_policy` replaces it whole.
+        """
+        if timeout is not None:
+            check_positive("timeout", timeout)
+        policy = retry_policy or self.retry_policy
+        if max_retries is not None:
+            check_count("max_retries", max_retries, 0)
+            policy = attrs.evolve(policy, max_retries=max_retries)
+        clone = copy.copy(self)
+        clone._timeout = timeout if timeout is not None else self._timeout
+        clone._use_policy(policy)
+        return clone
+
+    def _use_policy(self, policy: RetryPolicy) -> None:
+        self.retry_policy = policy
+        self._attempts = Attempts(policy, self.retry_budget)
+        self.models = Models(self)
+        self._reconciler = Reconciler(
+            self.models, self._transport.server_clock, policy, self._attempts.sleep
+        )
+
+    async def _send_once(self, request: Request, timeout: float | None = None) -> Response:
+        return await self._transport.send(request, timeout=timeout or self._timeout)
+
+    async def _read(
+        self, request: Request, decode: Callable[..., T], timeout: float | None = None
+    ) -> T:
         """Send a GET and decode it, retrying as the policy and the retry budget allow."""
+        timeout = timeout or self._timeout
 
         async def attempt(number: int) -> T:
-            response = await self._transport.send(request, number)
+            response = await self._transport.send(request, number, timeout=timeout)
             return decode(response.status, response.headers, response.body, request)
 
         label = f"{request.method} {request.path}"
         fields = {"method": request.method, "path": request.path}
         return await self._attempts.run(attempt, label=label, fields=fields)
 
+    async def _create(self, create: CreateModel, timeout: float | None = None) -> Model:
+        """Create a validated request once, whatever the network does (see `_create`)."""
+        timeout = timeout or self._timeout
 
-class Models:
-    """`client.models`: create, get, list, wait for and watch models."""
+        async def send(request: Request, number: int) -> Response:
+            return await self._transport.send(request, number, timeout=timeout)
 
-    def __init__(self, client: HappyRobotClient) -> None:
-        self._client = client
-
-    async def create(
-        self,
-        *,
-        use_case_id: str,
-        name: str,
-        from_model_id: str,
-        train_sample_ids: Sequence[str],
-        test_sample_ids: Sequence[str],
-        explain_tools: bool = True,
-    ) -> Model:
-        """Clone `from_model_id` and start training it; safe to retry, never duplicated."""
-        create = CreateModel(
-            use_case_id=use_case_id,
-            name=name,
-            from_model_id=from_model_id,
-            train_sample_ids=train_sample_ids,
-            test_sample_ids=test_sample_ids,
-            explain_tools=explain_tools,
-        )
-        return await self._create(create)
-
-    async def _create(self, create: CreateModel) -> Model:
-        """Create a validated request once (the batch runner's way in)."""
-        client = self._client
-        return await create_safely(
-            client._transport.send, client._attempts, client._reconciler, create
-        )
+        return await create_safely(send, self._attempts, self._reconciler, create)
 
     async def _find_created(self, create: CreateModel, since: datetime) -> Model | None:
         """The model a create first sent at `since` (by an earlier run) stored, if any."""
-        return await self._client._reconciler.reconcile(create, since.timestamp())
-
-    async def _poll_get(self, model_id: str, timeout: float) -> Model:
-        """One GET, one attempt, its own deadline: the watcher retries on its own schedule."""
-        request = get_request(model_id)
-        response = await self._client._transport.send(request, timeout=timeout)
-        return decode_model(response.status, response.headers, response.body, request)
-
-    async def _poll_list(self, use_case_id: str, timeout: float) -> Listed:
-        """One list of a use case, one attempt, its own deadline (see `_poll_get`)."""
-        request = list_request(use_case_id)
-        response = await self._client._transport.send(request, timeout=timeout)
-        return decode_models(response.status, response.headers, response.body, request)
-
-    async def get(self, model_id: str) -> Model:
-        """One model, with its sample ids."""
-        return await self._client._read(get_request(model_id), decode_model)
-
-    async def list(
-        self,
-        *,
-        use_case_id: str | None = None,
-        status: ModelStatus | str | None = None,
-        trainable: bool | None = None,
-    ) -> list[Model]:
-        """Every model matching the filters (list items carry no sample ids).
-
-        An item that is not a model (the server's data, not ours to fix) is left
-        out and logged; the rest of the list is still returned.
-        """
-        listed = await self._list(use_case_id=use_case_id, status=status, trainable=trainable)
-        for item in listed.bad:
-            log.warning("list: left out item %d (id %s): %s", item.index, item.model_id, item.error)
-        return listed.models
-
-    async def _list(
-        self,
-        *,
-        use_case_id: str | None = None,
-        status: ModelStatus | str | None = None,
-        trainable: bool | None = None,
-    ) -> Listed:
-        """The list, with the items that did not decode set aside (the watcher's way in)."""
-        request = list_request(use_case_id, status, trainable)
-        return await self._client._read(request, decode_models)
-
-    async def wait(
-        self,
-        model_id: str,
-        *,
-        timeout: float | None = None,
-        poll_interval: float = 2.0,
-        raise_on_failure: bool = False,
-    ) -> Model:
-        """Poll one model until it is `active` or `failed`; return its final state."""
-        return await wait_for_model(
-            self._client,
-            model_id,
-            timeout=timeout,
-            poll_interval=poll_interval,
-            raise_on_failure=raise_on_failure,
-        )
-
-    def watch(
-        self, model_ids: Iterable[str], *, poll_interval: float = 2.0
-    ) -> AsyncIterator[StatusChange]:
-        """Every status change of these models, until all of them are terminal."""
-        return watch_models(self._client, list(model_ids), poll_interval=poll_interval)
+        return await self._reconciler.reconcile(create, since.timestamp())

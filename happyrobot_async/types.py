@@ -64,6 +64,9 @@ class Model:
     compressed: bool | None = None
     compressed_version: str | None = None
 
+    def __repr__(self) -> str:
+        return f"Model(id={self.id!r}, name={self.name!r}, status={self.raw_status!r})"
+
 
 @attrs.frozen
 class StatusChange:

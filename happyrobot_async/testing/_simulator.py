@@ -108,6 +108,10 @@ class Simulator:
         self.api_key = store.add_api_key()
         self.organization_id = store.organization_of(self.api_key) or ""
 
+    def __repr__(self) -> str:
+        where = self.base_url if self._runner is not None else "not running"
+        return f"Simulator({where}, seed={self.seed}, models={len(self.models)})"
+
     async def __aenter__(self) -> Simulator:
         await self.start()
         return self
