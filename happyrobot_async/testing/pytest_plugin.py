@@ -1,8 +1,15 @@
-"""Pytest fixtures that run the simulator: enable with `pytest_plugins = [__name__ of this]`.
+"""Pytest fixtures that run the simulator.
 
-`simulator` is a running default `Simulator`; `simulator_factory` starts
-simulators with custom settings (`await simulator_factory(seed=1, faults=[...])`)
-and closes all of them at teardown. Both need pytest-asyncio.
+Enable with `pytest_plugins = ["happyrobot_async.testing.pytest_plugin"]` in a
+conftest.py. The fixtures are async: they need pytest-asyncio, with either
+`asyncio_mode = "auto"` in your pytest configuration or
+`@pytest.mark.asyncio` on each test (set `asyncio_default_fixture_loop_scope =
+"function"` too, to silence pytest-asyncio's warning about it).
+
+- `simulator`: a running default `Simulator` (seed 0);
+- `simulator_factory`: starts simulators with custom settings
+  (`await simulator_factory(seed=1, faults=[...])`), all closed at teardown;
+- `happyrobot_client`: a `HappyRobotClient` connected to `simulator`.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from typing import Any, Protocol
 
 import pytest_asyncio
 
+from ..client import HappyRobotClient
 from ._simulator import Simulator
 
 
@@ -44,3 +52,10 @@ async def simulator() -> AsyncIterator[Simulator]:
     """A running simulator with default settings (seed 0)."""
     async with Simulator() as sim:
         yield sim
+
+
+@pytest_asyncio.fixture
+async def happyrobot_client(simulator: Simulator) -> AsyncIterator[HappyRobotClient]:
+    """A client of `simulator`, with its key and base URL; closed at teardown."""
+    async with HappyRobotClient(simulator.api_key, simulator.base_url) as client:
+        yield client
