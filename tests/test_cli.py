@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -202,6 +203,64 @@ async def test_invalid_argument_is_a_usage_error(sim: Simulator, run: Run) -> No
     code, _, err = await run(*args)
     assert code == 2 and "from_model_id" in err
     assert sim.stats.total_requests == 0
+
+
+# -- --rate-limit --------------------------------------------------------------------------
+
+
+async def test_rate_limit_paces_a_batch(sim: Simulator, run: Run, tmp_path: Path) -> None:
+    """batch --rate-limit 5 spaces its requests: n requests take at least (n - 1) / 5 seconds."""
+    path = write_jobs(tmp_path / "jobs.jsonl", make_jobs(sim, 3))
+    argv = ["batch", str(path), "--journal", str(tmp_path / "j"), "--concurrency", "3"]
+    started = time.monotonic()
+    code, _, err = await run(*argv, "--poll-interval", "0.02", "--rate-limit", "5")
+    elapsed = time.monotonic() - started
+    assert code == 0, err
+    requests = sim.stats.total_requests
+    assert requests >= 6  # 3 creates, then at least one poll per model
+    # The client books one slot every 0.2 s from its first request on, so this bound is
+    # exact however slow the machine (unpaced, these requests take a fraction of it).
+    assert elapsed >= (requests - 1) / 5 - 0.01
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["list", "--rate-limit", "5"],
+        ["--rate-limit", "5", "list"],
+        ["--rate-limit", "5", "demo"],
+        ["demo", "--rate-limit", "5"],
+    ],
+)
+def test_rate_limit_is_read_before_or_after_the_command(argv: list[str]) -> None:
+    """--rate-limit is a global option: accepted on either side of the command, demo included."""
+    assert cli._build_parser().parse_args(argv).rate_limit == 5.0
+    command = [word for word in argv if word in ("list", "demo")]
+    assert cli._build_parser().parse_args(command).rate_limit is None
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["list", "--rate-limit", "0"],
+        ["list", "--rate-limit", "x"],
+        ["--rate-limit", "-2", "list"],
+        ["get", "f" * 24, "--rate-limit", "nan"],
+        ["batch", "jobs.jsonl", "--journal", "j", "--rate-limit", "inf"],
+    ],
+)
+def test_bad_rate_limit_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    """A --rate-limit that is not a positive number is an argparse error: exit 2, one error line."""
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert errors == [err.splitlines()[-1]]
+    assert "argument --rate-limit: " in errors[0]
+    assert "Traceback" not in err
 
 
 # -- the key -------------------------------------------------------------------------------
@@ -450,7 +509,7 @@ async def test_fail_fast_stops_at_an_error_result(
     )
     assert code == 1 and "--fail-fast: stopped after job k3 " in err
     assert "5 job(s) unfinished" in err
-    assert re.search(r"^\S+ job-3 - -> error: .*\b422: .*from_model_id", out, re.M)
+    assert re.search(r"^\S+ job-3 - -> error: .*\b422\b.*: from_model_id", out, re.M)
 
 
 async def test_batch_live_view_ends_with_a_summary_table(
@@ -479,8 +538,8 @@ async def test_batch_with_an_error_result(
     rows = [json.loads(line) for line in out_path.read_text().splitlines()]
     assert [row["status"] for row in rows] == ["active", None, "active"]
     assert rows[1]["model_id"] is None and "422" in rows[1]["error"]
-    assert re.search(rf"^\S+ {jobs[1]['name']} - -> error: .*\b422: .*from_model_id", out, re.M)
-    assert re.search(rf"^k1\s+{jobs[1]['name']}\s+-\s+error\s+.*\b422: ", out, re.M)  # summary
+    assert re.search(rf"^\S+ {jobs[1]['name']} - -> error: .*\b422\b.*: from_model_id", out, re.M)
+    assert re.search(rf"^k1\s+{jobs[1]['name']}\s+-\s+error\s+.*\b422\b", out, re.M)  # summary
 
 
 async def test_api_commands_never_import_the_simulator(sim: Simulator, tmp_path: Path) -> None:

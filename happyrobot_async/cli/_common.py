@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -36,7 +37,7 @@ class UsageError(Exception):
 
 
 def add_global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
-    """`--base-url`, `--api-key-file`, `-v`: on the main parser and again on each subcommand.
+    """`--base-url`, `--api-key-file`, `--rate-limit`, `-v`: on the main parser and each command.
 
     Subcommands use SUPPRESS defaults so an option given before the subcommand survives.
     """
@@ -54,6 +55,7 @@ def add_global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> No
         metavar="PATH",
         help="read the API key from this file (default: $HAPPYROBOT_API_KEY)",
     )
+    add_rate_limit(parser, defaults=defaults)
     parser.add_argument(
         "-v",
         "--verbose",
@@ -61,6 +63,29 @@ def add_global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> No
         default=False if defaults else argparse.SUPPRESS,
         help="debug logs on stderr",
     )
+
+
+def add_rate_limit(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """`--rate-limit N`: the client's `rate_limit` (requests per second, client-wide)."""
+    parser.add_argument(
+        "--rate-limit",
+        type=requests_per_second,
+        default=None if defaults else argparse.SUPPRESS,
+        metavar="N",
+        help="send at most N requests per second over the whole command (default: no cap; "
+        "a 429 from the server slows the client down anyway)",
+    )
+
+
+def requests_per_second(text: str) -> float:
+    """A finite number above 0, for `--rate-limit` (argparse `type`)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a positive number of requests/s, got {text}")
+    return value
 
 
 def api_parent() -> argparse.ArgumentParser:
@@ -93,7 +118,9 @@ def read_api_key(args: argparse.Namespace) -> str:
 
 def make_client(args: argparse.Namespace) -> HappyRobotClient:
     """A client for the options given (the key is read here)."""
-    return HappyRobotClient(api_key=read_api_key(args), base_url=args.base_url)
+    return HappyRobotClient(
+        api_key=read_api_key(args), base_url=args.base_url, rate_limit=args.rate_limit
+    )
 
 
 def remember_secret(secret: str) -> None:

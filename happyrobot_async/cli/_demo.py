@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from ..client import HappyRobotClient
 from ..types import TrainingJob
-from ._common import EXIT_OK, note
+from ._common import EXIT_OK, add_rate_limit, note
 from ._execute import execute_batch, wants_live_view
 from ._view import print_summary
 
@@ -60,6 +60,7 @@ def add_demo(subparsers: Subparsers) -> None:
     parser.add_argument(
         "--view", choices=("auto", "live", "plain"), default="auto", help="as for `batch`"
     )
+    add_rate_limit(parser, defaults=False)
     parser.set_defaults(command=_demo)
 
 
@@ -113,7 +114,10 @@ async def _run(args: argparse.Namespace, live: bool) -> None:
         # Poll faster than the real API needs: the simulator is on this machine.
         poll = max(0.02, 0.5 / max(args.speed, 0.01))
         with tempfile.TemporaryDirectory(prefix="happyrobot-demo-") as scratch:
-            async with HappyRobotClient(api_key=sim.api_key, base_url=sim.base_url) as client:
+            client = HappyRobotClient(
+                api_key=sim.api_key, base_url=sim.base_url, rate_limit=args.rate_limit
+            )
+            async with client:
                 outcome = await execute_batch(
                     client,
                     jobs,

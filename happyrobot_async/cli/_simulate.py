@@ -2,24 +2,39 @@
 
 Benchmarks and manual tests point a client at it. The simulator and the fault
 classes are imported inside the functions that need them, which run only for
-this command, so no other command loads `happyrobot_async.testing`.
+this command, so no other command loads `happyrobot_async.testing`; the help
+therefore spells the timestamp formats out itself (`_faultspec` does the same
+for the fault kinds and routes; a test keeps them equal to the simulator's).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import errno
+import math
+import os
 import signal
+import socket
 import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ._common import UsageError
+from ._faultspec import fault_help, parse_fault
 
 if TYPE_CHECKING:
-    from ..testing import Fault, Simulator
+    from ..testing import Simulator
     from ._common import Subparsers
 
 __all__: list[str] = []
+
+#: The simulator's timestamp formats (`--timestamp-format`).
+TIMESTAMP_FORMATS = ("Z", "z", "+00:00", "fraction")
+
+_DESCRIPTION = """\
+Run the API simulator. Prints `key: value` lines (base_url, api_key, then
+forbidden_api_key with --forbidden-key, organization_id, use_case_ids,
+base_model_ids, stats_url), then serves until SIGINT or SIGTERM."""
 
 
 def add_simulate(subparsers: Subparsers) -> None:
@@ -27,11 +42,9 @@ def add_simulate(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "simulate",
         help="run the API simulator until interrupted",
-        description=(
-            "Run the API simulator. Prints `key: value` lines (base_url, api_key, "
-            "organization_id, use_case_ids, base_model_ids, stats_url), then serves "
-            "until SIGINT or SIGTERM."
-        ),
+        description=_DESCRIPTION,
+        epilog=fault_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")
@@ -47,13 +60,34 @@ def add_simulate(subparsers: Subparsers) -> None:
         "--optional-fields", choices=("present", "omitted", "null"), default="present"
     )
     parser.add_argument(
+        "--clock-offset",
+        type=_finite_float,
+        default=0.0,
+        metavar="SECONDS",
+        help="the server's clock is this far ahead of real time (negative: behind); "
+        "shifts created_at and the Date header",
+    )
+    parser.add_argument(
+        "--timestamp-format",
+        choices=TIMESTAMP_FORMATS,
+        default="Z",
+        help="how created_at is spelled (default Z; fraction: with microseconds)",
+    )
+    parser.add_argument(
+        "--forbidden-key",
+        action="store_true",
+        help="also make a key of the same organization that gets 403 on every request "
+        "(printed as forbidden_api_key)",
+    )
+    parser.add_argument(
         "--fault",
         dest="faults",
         action="append",
         type=parse_fault,
         default=[],
         metavar="KIND:RATE[:ROUTE][:K=V...]",
-        help="inject a fault, e.g. commit_then_fail:0.2:then=500 (repeatable)",
+        help="inject a fault, e.g. commit_then_fail:0.2:then=500 (repeatable; kinds, "
+        "routes and parameters below)",
     )
     parser.set_defaults(command=_simulate)
 
@@ -73,24 +107,28 @@ def _simulate(args: argparse.Namespace) -> int:
         rate_limit_rps=args.rate_limit_rps,
         extra_fields=args.extra_fields,
         optional_fields=args.optional_fields,
+        clock_offset=args.clock_offset,
+        timestamp_format=args.timestamp_format,
         faults=args.faults,
     )
-    asyncio.run(_serve(simulator))
+    asyncio.run(_serve(simulator, forbidden_key=args.forbidden_key))
     return 0
 
 
-async def _serve(sim: Simulator) -> None:
+async def _serve(sim: Simulator, *, forbidden_key: bool) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM)
     for signum in signals:
         loop.add_signal_handler(signum, stop.set)
     try:
-        async with sim:
+        await _start(sim)
+        try:
             base_models = [m for uc in sim.use_case_ids for m in sim.base_model_ids(uc)]
-            lines = {
-                "base_url": sim.base_url,
-                "api_key": sim.api_key,
+            lines = {"base_url": sim.base_url, "api_key": sim.api_key}
+            if forbidden_key:
+                lines["forbidden_api_key"] = sim.add_api_key(sim.organization_id, forbidden=True)
+            lines |= {
                 "organization_id": sim.organization_id,
                 "use_case_ids": ",".join(sim.use_case_ids),
                 "base_model_ids": ",".join(base_models),
@@ -100,9 +138,25 @@ async def _serve(sim: Simulator) -> None:
                 print(f"{key}: {value}")
             sys.stdout.flush()
             await stop.wait()
+        finally:
+            await sim.close()
     finally:
         for signum in signals:
             loop.remove_signal_handler(signum)
+
+
+async def _start(sim: Simulator) -> None:
+    """Start listening; a port in use (or a bad host) is a one-line usage error."""
+    try:
+        await sim.start()
+    except OSError as exc:
+        if isinstance(exc, socket.gaierror) or not exc.errno or exc.errno < 0:
+            reason = exc.strerror or str(exc)
+        else:
+            reason = os.strerror(exc.errno)
+        if exc.errno == errno.EADDRINUSE:
+            reason += " (pick another --port, or --port 0 for a free one)"
+        raise UsageError(f"cannot listen on {sim.host}:{sim.port}: {reason}") from None
 
 
 def _float_range(text: str) -> tuple[float, float]:
@@ -112,42 +166,11 @@ def _float_range(text: str) -> tuple[float, float]:
     return (float(low), float(high))
 
 
-_PARAM_TYPES: dict[str, Callable[[str], Any]] = {
-    "delay": float,
-    "retry_after": lambda text: None if text.lower() == "none" else float(text),
-    "status": int,
-    "html": lambda text: text.lower() in ("1", "true", "yes"),
-    "then": lambda text: text if text == "drop" else int(text),
-    "location": str,
-    "body": json.loads,
-    "size": int,
-    "model_id": str,
-}
-
-
-def parse_fault(text: str) -> Fault:
-    """Parse `KIND:RATE[:ROUTE][:K=V...]` (a value may itself contain colons, like a URL)."""
-    from ..testing import Fault
-    from ..testing._faults import ROUTES
-
-    kind, _, rest = text.partition(":")
-    parts = rest.split(":") if rest else []
+def _finite_float(text: str) -> float:
     try:
-        rate = float(parts.pop(0)) if parts else 1.0
-        route: str | None = None
-        params: dict[str, str] = {}
-        last: str | None = None
-        for part in parts:
-            if "=" in part and part.split("=", 1)[0] in _PARAM_TYPES:
-                last, value = part.split("=", 1)
-                params[last] = value
-            elif last is None and route is None and part in ROUTES:
-                route = part
-            elif last is not None:
-                params[last] += ":" + part
-            else:
-                raise ValueError(f"unexpected {part!r}")
-        converted = {key: _PARAM_TYPES[key](value) for key, value in params.items()}
-        return Fault(kind, rate, route, **converted)  # type: ignore[arg-type]
-    except (ValueError, TypeError) as error:
-        raise argparse.ArgumentTypeError(f"bad fault {text!r}: {error}") from None
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
