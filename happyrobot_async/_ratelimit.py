@@ -5,8 +5,6 @@ Pure: time is passed in, so the schedule is tested without sleeping.
 
 from __future__ import annotations
 
-from collections import deque
-
 import attrs
 
 __all__: list[str] = []
@@ -41,7 +39,10 @@ class AdaptiveRateLimiter:
     """Requests per second now; None while not engaged."""
     _theoretical_arrival: float = attrs.field(init=False, default=0.0)
     _last_decrease: float = attrs.field(init=False, default=float("-inf"))
-    _recent: deque[float] = attrs.field(init=False, factory=deque)
+    _second: float = attrs.field(init=False, default=float("-inf"))
+    """When the current one-second bucket of the request count began."""
+    _count: int = attrs.field(init=False, default=0)
+    _previous: int = attrs.field(init=False, default=0)
 
     def __attrs_post_init__(self) -> None:
         self.rate = self.max_rate
@@ -55,10 +56,10 @@ class AdaptiveRateLimiter:
         """Book the next slot; return how long to wait before sending (0 if none)."""
         rate = self.rate
         if rate is None:
-            recent = self._recent
-            recent.append(now)
-            while recent[0] <= now - 1.0:
-                recent.popleft()
+            if now - self._second >= 1.0:
+                self._previous = self._count if now - self._second < 2.0 else 0
+                self._second, self._count = now, 0
+            self._count += 1
             return 0.0
         interval = 1.0 / rate
         arrival = max(self._theoretical_arrival, now)
@@ -71,14 +72,13 @@ class AdaptiveRateLimiter:
         if now - self._last_decrease < self.cooldown:
             return
         if self.rate is None:
-            measured = sum(1 for sent in self._recent if sent > now - 1.0)
+            measured = self._requests_last_second(now)
             if measured < ENGAGE_RATE:
                 return
             self._last_decrease = now
             self.max_rate = float(measured)
             self.rate = max(self.min_rate, measured / 2)
             self._theoretical_arrival = now
-            self._recent.clear()
         else:
             self._last_decrease = now
             self.rate = max(self.min_rate, self.rate / 2)
@@ -88,3 +88,8 @@ class AdaptiveRateLimiter:
         rate, ceiling = self.rate, self.max_rate
         if rate is not None and ceiling is not None and rate < ceiling:
             self.rate = min(ceiling, rate + ceiling / 100 / rate)
+
+    def _requests_last_second(self, now: float) -> float:
+        """The current bucket's count plus the part of the previous one still in the window."""
+        into = min(1.0, max(0.0, now - self._second))
+        return self._count + self._previous * (1.0 - into)
