@@ -6,7 +6,6 @@ recorded responses without a network (the gidgethub "sans-I/O" idea).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -17,6 +16,7 @@ import attrs
 import cattrs
 
 from . import errors
+from ._json import dumps, loads
 from ._serde import converter
 from .types import CreateModel, Model, ModelStatus, check_model_id
 
@@ -57,7 +57,7 @@ def create_request(create: CreateModel) -> Request:
         "test_sample_ids": list(create.test_sample_ids),
         "explain_tools": create.explain_tools,
     }
-    return Request("POST", "/models", body=json.dumps(body).encode())
+    return Request("POST", "/models", body=dumps(body))
 
 
 def get_request(model_id: str) -> Request:
@@ -223,7 +223,7 @@ def _json_payload(
     if not 200 <= status < 300:
         raise error_for(status, headers, body, request)
     try:
-        return json.loads(body)
+        return loads(body)
     except (ValueError, UnicodeDecodeError):
         raise _shape_error(status, body, "body is not JSON", "") from None
 
@@ -258,7 +258,7 @@ def _shape_error(
 
 def _message_from(body: bytes) -> str | None:
     try:
-        data = json.loads(body)
+        data = loads(body)
     except (ValueError, UnicodeDecodeError):
         return None
     message = data.get("message") if isinstance(data, dict) else None

@@ -290,3 +290,20 @@ def test_missing_models_endpoint_suggests_the_base_url() -> None:
     request = _wire.list_request()
     with pytest.raises(hr.NotFoundError, match="should end in /api/v1"):
         _wire.decode_models(404, {}, b"<html>Not Found</html>", request)
+
+
+def test_json_backend_is_orjson_exactly_when_installed() -> None:
+    """With the [speedups] extra the wire uses orjson; without it, the stdlib; same results."""
+    import importlib.util
+    import os
+
+    from happyrobot_async import _json
+
+    expected = (
+        "orjson"
+        if importlib.util.find_spec("orjson") and not os.environ.get("HAPPYROBOT_NO_SPEEDUPS")
+        else "json"
+    )
+    assert _json.BACKEND == expected
+    assert json.loads(_json.dumps({"a": [1, "é"]})) == {"a": [1, "é"]}
+    assert _json.loads(b'{"a": [1, "\\u00e9"]}') == {"a": [1, "é"]}
