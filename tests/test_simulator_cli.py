@@ -16,6 +16,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from happyrobot_async import HappyRobotClient
 from happyrobot_async.cli import _faultspec, _simulate, main
 from happyrobot_async.cli._faultspec import parse_fault
 from happyrobot_async.testing import Fault
@@ -26,13 +27,27 @@ ROOT = Path(__file__).resolve().parent.parent
 MODEL_ID = "65a1f0c2e4b0a1b2c3d4e5f6"
 
 
+def ipv6_loopback() -> bool:
+    """Whether this machine can listen on ::1."""
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
 @asynccontextmanager
-async def simulate(*options: str) -> AsyncIterator[dict[str, str]]:
-    """Run `simulate --port 0 *options` as a subprocess; yield its startup lines as a dict."""
+async def simulate(*options: str, stderr: list[str] | None = None) -> AsyncIterator[dict[str, str]]:
+    """Run `simulate --port 0 *options` as a subprocess; yield its startup lines as a dict.
+
+    With `stderr`, what the process wrote there is appended to it once it has exited.
+    """
     process = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "happyrobot_async", "simulate", "--port", "0", *options),
         cwd=ROOT,
         stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE if stderr is not None else None,
     )
     try:
         assert process.stdout is not None
@@ -44,7 +59,10 @@ async def simulate(*options: str) -> AsyncIterator[dict[str, str]]:
             lines[key] = value
         yield lines
         process.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(process.wait(), timeout=10) == 0
+        _, err = await asyncio.wait_for(process.communicate(), timeout=10)
+        assert process.returncode == 0
+        if stderr is not None:
+            stderr.append(err.decode())
     finally:
         if process.returncode is None:
             process.kill()
@@ -211,3 +229,20 @@ async def test_forbidden_key_gets_403_and_the_normal_key_still_works() -> None:
         assert status == 403
         status, _, models = await get_models(lines, lines["api_key"])
         assert status == 200 and models
+
+
+@pytest.mark.parametrize(
+    ("host", "origin"), [("0.0.0.0", "http://127.0.0.1:"), ("::", "http://[::1]:")]
+)
+async def test_all_interfaces_host_prints_a_url_the_client_accepts(host: str, origin: str) -> None:
+    """--host 0.0.0.0 (or ::) prints a loopback base_url the client uses, and says so on stderr."""
+    if ":" in host and not ipv6_loopback():
+        pytest.skip("no IPv6 loopback here")
+    stderr: list[str] = []
+    async with simulate("--host", host, "--seed", "3", stderr=stderr) as lines:
+        assert lines["base_url"].startswith(origin) and lines["base_url"].endswith("/api/v1")
+        assert lines["stats_url"].startswith(origin)
+        async with HappyRobotClient(api_key=lines["api_key"], base_url=lines["base_url"]) as client:
+            models = await client.models.list()
+        assert {m.id for m in models} == set(lines["base_model_ids"].split(","))
+    assert "listening on all interfaces" in stderr[0]

@@ -14,9 +14,11 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._logging import FIELDS
 from .._serde import converter
 from ..client import HappyRobotClient
 from ..types import Model
@@ -26,7 +28,10 @@ if TYPE_CHECKING:
 
 __all__: list[str] = []
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+LOG_FORMATS = ("text", "json")
+#: Fields a text log line names after the message (when the message does not show them).
+_CONTEXT_FIELDS = ("job_key", "use_case_id", "model_id")
 _HIDDEN = "<hidden>"
 #: Every secret this process has read; `redact` removes them from anything we print.
 _secrets: set[str] = set()
@@ -37,7 +42,7 @@ class UsageError(Exception):
 
 
 def add_global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
-    """`--base-url`, `--api-key-file`, `--rate-limit`, `-v`: on the main parser and each command.
+    """The connection, key, rate and log options: on the main parser and each API command.
 
     Subcommands use SUPPRESS defaults so an option given before the subcommand survives.
     """
@@ -53,15 +58,33 @@ def add_global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> No
         default=unset,
         type=Path,
         metavar="PATH",
-        help="read the API key from this file (default: $HAPPYROBOT_API_KEY)",
+        help="read the API key from this file (default: $HAPPYROBOT_API_KEY; "
+        "there is no --api-key: a key in the arguments leaks into shell history)",
+    )
+    parser.add_argument(
+        "--organization-id",
+        default=unset,
+        metavar="ID",
+        help="send requests as this organization (default: $HAPPYROBOT_ORGANIZATION_ID)",
     )
     add_rate_limit(parser, defaults=defaults)
+    add_log_options(parser, defaults=defaults)
+
+
+def add_log_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """`-v` and `--log-format text|json`: how the SDK's logs reach stderr."""
     parser.add_argument(
         "-v",
         "--verbose",
         action="store_true",
         default=False if defaults else argparse.SUPPRESS,
         help="debug logs on stderr",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text" if defaults else argparse.SUPPRESS,
+        help="text (default), or json: one JSON object per log line",
     )
 
 
@@ -118,8 +141,12 @@ def read_api_key(args: argparse.Namespace) -> str:
 
 def make_client(args: argparse.Namespace) -> HappyRobotClient:
     """A client for the options given (the key is read here)."""
+    organization = args.organization_id or os.environ.get("HAPPYROBOT_ORGANIZATION_ID", "")
     return HappyRobotClient(
-        api_key=read_api_key(args), base_url=args.base_url, rate_limit=args.rate_limit
+        api_key=read_api_key(args),
+        base_url=args.base_url,
+        organization_id=organization.strip() or None,
+        rate_limit=args.rate_limit,
     )
 
 
@@ -163,20 +190,75 @@ class _RedactingFilter(logging.Filter):
         return True
 
 
+class TextLogFormatter(logging.Formatter):
+    """`time LEVEL message [job_key=.. use_case_id=..]`: who a line is about, secrets hidden."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        line = super().formatMessage(record)
+        context = [
+            f"{name}={value}"
+            for name in _CONTEXT_FIELDS
+            if (value := getattr(record, name, None)) is not None
+            and str(value) not in record.message
+        ]
+        return f"{line} [{' '.join(context)}]" if context else line
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per record: time, level, logger, message, and its structured fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        moment = datetime.fromtimestamp(record.created, UTC)
+        entry: dict[str, Any] = {
+            "time": moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry |= {name: getattr(record, name) for name in FIELDS if hasattr(record, name)}
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        return json.dumps({name: _clean(value) for name, value in entry.items()})
+
+
+def _clean(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return redact(str(value))
+
+
 @contextmanager
-def logging_to_stderr(verbose: bool) -> Iterator[None]:
-    """The SDK's logs on stderr while a command runs: warnings, or everything with -v."""
+def logging_to_stderr(verbose: bool, log_format: str = "text") -> Iterator[None]:
+    """The SDK's logs on stderr while a command runs: warnings, or everything with -v.
+
+    `HAPPYROBOT_LOG`'s own stderr handler is set aside meanwhile (its level is kept),
+    so each record is one line, in the chosen format, with secrets hidden.
+    """
     logger = logging.getLogger("happyrobot_async")
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_RedactingFilter())
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
-    old_level = logger.level
+    handler.setFormatter(JsonLogFormatter() if log_format == "json" else TextLogFormatter())
+    old_level, old_handlers = logger.level, list(logger.handlers)
+    streams = (sys.stderr, sys.__stderr__)
+    for other in old_handlers:
+        if isinstance(other, logging.StreamHandler) and other.stream in streams:
+            logger.removeHandler(other)
     logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    quiet = min(old_level or logging.WARNING, logging.WARNING)  # HAPPYROBOT_LOG=info is kept
+    logger.setLevel(logging.DEBUG if verbose else quiet)
     try:
         yield
     finally:
         logger.removeHandler(handler)
+        logger.handlers[:] = old_handlers
         logger.setLevel(old_level)
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from ..client import HappyRobotClient
 from ..types import TrainingJob
-from ._common import EXIT_OK, add_rate_limit, note
+from ._common import EXIT_OK, add_log_options, add_rate_limit, note
 from ._execute import execute_batch, wants_live_view
 from ._view import print_summary
 
@@ -61,6 +61,7 @@ def add_demo(subparsers: Subparsers) -> None:
         "--view", choices=("auto", "live", "plain"), default="auto", help="as for `batch`"
     )
     add_rate_limit(parser, defaults=False)
+    add_log_options(parser, defaults=False)
     parser.set_defaults(command=_demo)
 
 

@@ -1,7 +1,8 @@
 """`create`, `get`, `list`, `wait`: one API call each, human output or `--json`.
 
-Each command opens a client, makes its call and prints the result; `wait` exits
-1 when the model did not end active, so scripts can branch on it.
+Each command opens a client, makes its call and prints the result; `wait`
+prints each status change on stderr while it waits, and its exit code tells
+active (0), failed (1) and timed out (3) apart, so scripts can branch on it.
 """
 
 from __future__ import annotations
@@ -13,16 +14,21 @@ from datetime import datetime
 from typing import TYPE_CHECKING, TypeVar
 
 from ..client import HappyRobotClient
-from ..types import Model, ModelStatus
+from ..errors import WatchTimeoutError
+from ..types import Model, ModelStatus, StatusChange
 from ._common import (
     EXIT_FAILED,
     EXIT_OK,
+    EXIT_TIMEOUT,
     api_parent,
+    error,
     make_client,
     model_json,
+    note,
     plain_table,
     print_json,
 )
+from ._view import change_line
 
 if TYPE_CHECKING:
     from ._common import Subparsers
@@ -94,6 +100,15 @@ def add_list(subparsers: Subparsers) -> None:
     parser.set_defaults(command=_list)
 
 
+_WAIT_EPILOG = """\
+exit codes:
+  0    the model ended active
+  1    the model ended failed, or an API error (e.g. an unknown MODEL_ID)
+  2    usage error (bad arguments, no API key)
+  3    --timeout passed before the model finished (it may still finish later)
+  130  interrupted (Ctrl-C)"""
+
+
 def add_wait(subparsers: Subparsers) -> None:
     """`wait`: poll one model until it is active or failed."""
     parser = subparsers.add_parser(
@@ -101,12 +116,16 @@ def add_wait(subparsers: Subparsers) -> None:
         parents=[api_parent()],
         help="wait for a model to finish training",
         description=(
-            "Poll a model until it is active (exit 0) or failed (exit 1); "
-            "exit 1 with a message if --timeout passes first."
+            "Poll a model until it is active or failed, printing each status change on "
+            "stderr; then print the model on stdout."
         ),
+        epilog=_WAIT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("model_id", metavar="MODEL_ID")
-    parser.add_argument("--timeout", type=float, default=None, metavar="S")
+    parser.add_argument(
+        "--timeout", type=float, default=None, metavar="S", help="give up after S seconds (exit 3)"
+    )
     parser.add_argument("--poll-interval", type=float, default=2.0, metavar="S")
     _add_json(parser)
     parser.set_defaults(command=_wait)
@@ -149,21 +168,41 @@ def _list(args: argparse.Namespace) -> int:
         print("No models.")
     else:
         rows = [
-            [m.id, m.raw_status, _yes(m.trainable), _when(m.created_at), m.name] for m in models
+            [
+                m.id,
+                m.raw_status,
+                _yes(m.trainable),
+                _when(m.created_at),
+                m.use_case_id or "-",
+                m.name,
+            ]
+            for m in models
         ]
-        print(plain_table(["ID", "STATUS", "TRAINABLE", "CREATED", "NAME"], rows))
+        print(plain_table(["ID", "STATUS", "TRAINABLE", "CREATED", "USE CASE", "NAME"], rows))
     return EXIT_OK
 
 
 def _wait(args: argparse.Namespace) -> int:
-    async def call(client: HappyRobotClient) -> Model:
-        return await client.models.wait(
-            args.model_id, timeout=args.timeout, poll_interval=args.poll_interval
-        )
+    def show(change: StatusChange) -> None:
+        note(change_line(change, change.model.use_case_id or "-"))
 
-    model = _call(args, call)
-    _show_model(model, args.json)
-    return EXIT_OK if model.status is ModelStatus.ACTIVE else EXIT_FAILED
+    async def call(client: HappyRobotClient) -> Model | WatchTimeoutError:
+        poll = args.poll_interval
+        # as client.models.wait, plus on_change; the changes seen are shown before it returns
+        async with client.watcher(
+            poll_interval=poll, max_poll_interval=max(30.0, poll), on_change=show
+        ) as watcher:
+            try:
+                return await watcher.track(args.model_id, timeout=args.timeout)
+            except WatchTimeoutError as timeout:
+                return timeout
+
+    outcome = _call(args, call)
+    if isinstance(outcome, WatchTimeoutError):
+        error(f"{type(outcome).__name__}: {outcome} (--timeout)", one_line=True)
+        return EXIT_TIMEOUT
+    _show_model(outcome, args.json)
+    return EXIT_OK if outcome.status is ModelStatus.ACTIVE else EXIT_FAILED
 
 
 def _call(args: argparse.Namespace, call: Callable[[HappyRobotClient], Awaitable[T]]) -> T:

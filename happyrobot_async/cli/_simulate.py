@@ -19,7 +19,7 @@ import socket
 import sys
 from typing import TYPE_CHECKING
 
-from ._common import UsageError
+from ._common import UsageError, add_log_options, note
 from ._faultspec import fault_help, parse_fault
 
 if TYPE_CHECKING:
@@ -30,11 +30,15 @@ __all__: list[str] = []
 
 #: The simulator's timestamp formats (`--timestamp-format`).
 TIMESTAMP_FORMATS = ("Z", "z", "+00:00", "fraction")
+#: Hosts that listen on every interface, and the loopback address a client here uses.
+_ALL_INTERFACES = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 
 _DESCRIPTION = """\
 Run the API simulator. Prints `key: value` lines (base_url, api_key, then
 forbidden_api_key with --forbidden-key, organization_id, use_case_ids,
-base_model_ids, stats_url), then serves until SIGINT or SIGTERM."""
+base_model_ids, stats_url), then serves until SIGINT or SIGTERM. With --host
+0.0.0.0 (or ::) it listens on all interfaces and base_url names this machine's
+loopback address (127.0.0.1, or [::1]), which the client accepts."""
 
 
 def add_simulate(subparsers: Subparsers) -> None:
@@ -46,7 +50,11 @@ def add_simulate(subparsers: Subparsers) -> None:
         epilog=fault_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; 0.0.0.0 or :: for all interfaces)",
+    )
     parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--speed", type=float, default=1.0, help="sim seconds per real second")
@@ -89,6 +97,7 @@ def add_simulate(subparsers: Subparsers) -> None:
         help="inject a fault, e.g. commit_then_fail:0.2:then=500 (repeatable; kinds, "
         "routes and parameters below)",
     )
+    add_log_options(parser, defaults=False)
     parser.set_defaults(command=_simulate)
 
 
@@ -125,14 +134,21 @@ async def _serve(sim: Simulator, *, forbidden_key: bool) -> None:
         await _start(sim)
         try:
             base_models = [m for uc in sim.use_case_ids for m in sim.base_model_ids(uc)]
-            lines = {"base_url": sim.base_url, "api_key": sim.api_key}
+            origin = _client_origin(sim.host, sim.port)
+            if sim.host in _ALL_INTERFACES:
+                note(
+                    f"listening on all interfaces ({_address(sim.host or '0.0.0.0', sim.port)}); "
+                    f"base_url uses this machine's loopback address"
+                )
+            lines = {"base_url": origin + sim.base_url.removeprefix(sim.origin)}
+            lines["api_key"] = sim.api_key
             if forbidden_key:
                 lines["forbidden_api_key"] = sim.add_api_key(sim.organization_id, forbidden=True)
             lines |= {
                 "organization_id": sim.organization_id,
                 "use_case_ids": ",".join(sim.use_case_ids),
                 "base_model_ids": ",".join(base_models),
-                "stats_url": sim.stats_url,
+                "stats_url": origin + sim.stats_url.removeprefix(sim.origin),
             }
             for key, value in lines.items():
                 print(f"{key}: {value}")
@@ -156,7 +172,17 @@ async def _start(sim: Simulator) -> None:
             reason = os.strerror(exc.errno)
         if exc.errno == errno.EADDRINUSE:
             reason += " (pick another --port, or --port 0 for a free one)"
-        raise UsageError(f"cannot listen on {sim.host}:{sim.port}: {reason}") from None
+        raise UsageError(f"cannot listen on {_address(sim.host, sim.port)}: {reason}") from None
+
+
+def _client_origin(host: str, port: int) -> str:
+    """`http://HOST:PORT` for a client on this machine: an all-interfaces host is loopback."""
+    return f"http://{_address(_ALL_INTERFACES.get(host, host), port)}"
+
+
+def _address(host: str, port: int) -> str:
+    """`host:port`, an IPv6 address in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _float_range(text: str) -> tuple[float, float]:

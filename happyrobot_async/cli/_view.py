@@ -4,6 +4,10 @@ Both are fed by `run_batch`: the plain lines by its `on_change` and `on_result`
 callbacks, the live view by reading its `BatchProgress` a few times a second.
 rich is imported only inside the live view and the rich summary, so everything
 else in the CLI works without the `[cli]` extra.
+
+Names repeat across use cases, so every line and row names a job by its key (or,
+without one, its use case) next to its name. Model ids are never wrapped or cut:
+their columns do not wrap and are 24 wide at least; names give way instead.
 """
 
 from __future__ import annotations
@@ -15,8 +19,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TextIO
 
-from .. import BatchProgress, BatchReport, BatchResult, JobStage
-from ..types import StatusChange
+from .. import BatchProgress, BatchReport, BatchResult, JobProgress, JobStage
+from ..types import MODEL_ID_LENGTH, StatusChange, TrainingJob
 from ._common import plain_table
 
 if TYPE_CHECKING:
@@ -53,21 +57,34 @@ def _stamp(moment: datetime | None = None) -> str:
     return (moment or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class PlainLines:
-    """A line per status change: `<time> <name> <model id> <previous> -> <current>`.
+def who(job: TrainingJob) -> str:
+    """A job's key, else its use case: shown next to its name (names repeat across use cases)."""
+    return job.key or job.use_case_id
 
-    A job that ends in an error gets `<time> <name> <model id or -> -> error: <why>`.
+
+def change_line(change: StatusChange, job: str) -> str:
+    """`<time> <job> <name> <model id> <previous> -> <current>` (previous "new" at first)."""
+    model = change.model
+    previous = change.previous.value if change.previous is not None else "new"
+    return f"{_stamp(change.at)} {job} {model.name} {model.id} {previous} -> {model.raw_status}"
+
+
+class PlainLines:
+    """A line per status change: `<time> <job> <name> <model id> <previous> -> <current>`.
+
+    `<job>` is the job's key, else its use case. A job that ends in an error gets
+    `<time> <job> <name> <model id or -> -> error: <why>`.
     """
 
     def __init__(self, progress: BatchProgress, out: TextIO | None = None) -> None:
         self._progress = progress
         self._out = out
+        self._rows: dict[str, JobProgress] = {}
 
     def on_change(self, change: StatusChange) -> None:
         """run_batch's `on_change`: print the transition."""
-        model = change.model
-        previous = change.previous.value if change.previous is not None else "new"
-        self._print(f"{_stamp(change.at)} {model.name} {model.id} {previous} -> {model.raw_status}")
+        row = self._row_of(change.model.id)
+        self._print(change_line(change, who(row.job) if row else change.model.use_case_id or "-"))
 
     def on_result(self, result: BatchResult) -> None:
         """run_batch's `on_result`: a line for a job that ended in an error (no change shows it)."""
@@ -75,7 +92,13 @@ class PlainLines:
         if row.stage is JobStage.ERROR:
             reason = f": {row.error}" if row.error else ""
             when = _stamp(result.finished_at)
-            self._print(f"{when} {row.job.name} {row.model_id or '-'} -> error{reason}")
+            job = row.job
+            self._print(f"{when} {who(job)} {job.name} {row.model_id or '-'} -> error{reason}")
+
+    def _row_of(self, model_id: str) -> JobProgress | None:
+        if model_id not in self._rows:
+            self._rows = {row.model_id: row for row in self._progress.jobs if row.model_id}
+        return self._rows.get(model_id)
 
     def _print(self, line: str) -> None:
         print(line, file=self._out or sys.stdout, flush=True)
@@ -108,15 +131,30 @@ def _render(progress: BatchProgress, started: float, title: str, max_rows: int) 
     running = [row for row in progress.jobs if row.stage in _RUNNING]
     running.sort(key=lambda row: row.started or 0.0)
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("name", "model id", "status", "elapsed"):
-        table.add_column(column, justify="right" if column == "elapsed" else "left")
+    table.add_column("job")  # key or use case, then name: these give way (cut with …)
+    table.add_column("name")
+    table.add_column("model id", no_wrap=True, min_width=MODEL_ID_LENGTH)
+    table.add_column("status", no_wrap=True)
+    table.add_column("elapsed", justify="right", no_wrap=True)
     for row in running[:max_rows]:
         style = _STATES.get(row.state, "magenta")
-        elapsed = f"{row.elapsed(now):.1f} s"
-        table.add_row(row.job.name, row.model_id or "-", Text(row.state, style=style), elapsed)
+        table.add_row(
+            _cut(who(row.job)),
+            _cut(row.job.name),
+            row.model_id or "-",
+            Text(row.state, style=style),
+            f"{row.elapsed(now):.1f} s",
+        )
     if len(running) > max_rows:
         table.caption = f"… and {len(running) - max_rows} more running"
     return Group(counts, bar, table) if running else Group(counts, bar)
+
+
+def _cut(text: str) -> RenderableType:
+    """One line that shrinks with its (wrappable) column, ending in … when cut."""
+    from rich.text import Text
+
+    return Text(text, no_wrap=True, overflow="ellipsis")
 
 
 @contextmanager
@@ -184,8 +222,11 @@ def _rich_summary(headline: str, counts: dict[str, int], failed: Sequence[list[s
     console.print(table)
     if failed:
         problems = Table(title="Did not end active", title_justify="left")
-        for column in ("job", "name", "model id", "status", "error"):
-            problems.add_column(column, overflow="fold")
+        problems.add_column("job", overflow="fold")
+        problems.add_column("name", overflow="fold")
+        problems.add_column("model id", no_wrap=True, min_width=MODEL_ID_LENGTH)
+        problems.add_column("status", no_wrap=True)
+        problems.add_column("error", overflow="fold")
         for row in failed[:_FAILED_ROWS_SHOWN]:
             problems.add_row(*row)
         if len(failed) > _FAILED_ROWS_SHOWN:
