@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 import pytest
 from conftest import wait_until
 
+import happyrobot_async as hr
 from happyrobot_async import (
     BatchProgress,
     BatchReport,
@@ -416,3 +417,32 @@ def test_rich_summary_keeps_ids_whole_on_80_columns(
         assert result.model is not None
         assert sum(result.model.id in line for line in lines) == 1
     assert max(len(line) for line in lines) <= 80
+
+
+async def test_live_progress_renders_a_python_batch(
+    simulator_factory: SimulatorFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """live_progress shows a run_batch's jobs and counts to a Python user, as the CLI does."""
+    from happyrobot_async.cli import live_progress
+
+    sim = await simulator_factory(speed=1000.0)
+    use_case_id = sim.use_case_ids[0]
+    jobs = [
+        hr.TrainingJob(
+            use_case_id=use_case_id,
+            name=f"py-{i}",
+            from_model_id=sim.base_model_ids(use_case_id)[0],
+            train_sample_ids=["a"],
+            test_sample_ids=["b"],
+        )
+        for i in range(3)
+    ]
+    progress = hr.BatchProgress()
+    async with hr.HappyRobotClient(sim.api_key, sim.base_url) as client:
+        with live_progress(progress, title="python batch"):
+            report = await hr.run_batch(
+                client, jobs, progress=progress, poll_interval=0.01, max_poll_interval=0.02
+            )
+    out = capsys.readouterr().out
+    assert "python batch" in out and "3/3 finished" in out
+    assert len(report.results) == 3

@@ -17,8 +17,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 
+from .. import BatchProgress
 from .._version import __version__
 from ..errors import HappyRobotError, InvalidRequestError, JournalError
 from ._batch import add_batch
@@ -37,11 +39,12 @@ from ._common import (
 from ._demo import add_demo
 from ._models import add_create, add_get, add_list, add_wait
 from ._simulate import add_simulate
+from ._view import live_view
 
 if TYPE_CHECKING:
     from ._common import Subparsers
 
-__all__ = ["main"]
+__all__ = ["live_progress", "main"]
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -55,6 +58,18 @@ _SUBCOMMANDS: list[Callable[[Subparsers], None]] = [
     add_demo,
     add_simulate,
 ]
+
+
+def live_progress(
+    progress: BatchProgress, title: str = "happyrobot-async batch"
+) -> AbstractContextManager[None]:
+    """The command line's live view of a running batch, for Python users (needs `[cli]`).
+
+    `progress = hr.BatchProgress()`, then
+    `with live_progress(progress): await hr.run_batch(client, jobs, progress=progress)`:
+    a table of counts per status and a row per running job, refreshed 4 times a second.
+    """
+    return live_view(progress, title)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
