@@ -15,8 +15,10 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol, TypeVar
 
+from ._http import Response
 from ._logging import log
 from ._retry import RetryBudget, RetryPolicy
+from ._wire import Request
 from .errors import HappyRobotError
 
 __all__: list[str] = []
@@ -25,6 +27,8 @@ T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 
 Sleep = Callable[[float], Awaitable[None]]
+Send = Callable[[Request, int], Awaitable[Response]]
+Decode = Callable[[int, Mapping[str, str], bytes, Request], T]
 Clock = Callable[[], float]
 
 
@@ -55,25 +59,35 @@ class Attempts:
 
     async def run(
         self,
-        attempt: Callable[[int], Awaitable[T]],
+        request: Request,
+        decode: Decode[T],
         *,
-        label: str,
+        send: Send,
         reconcile: Reconcile[T] | None = None,
+        label: str | None = None,
         fields: Mapping[str, object] | None = None,
     ) -> T:
-        """Call `attempt(1)`, `attempt(2)`, ... until one succeeds or the policy gives up.
+        """Send `request` (attempt 1, 2, ...) and decode the response, until one attempt
+        succeeds or the policy gives up.
 
         With `reconcile` (creates), failures are judged by the create column of
-        the retry table; without it, by the read column. `label` names the call
-        in log lines, and `fields` are the records' structured fields (`extra=`).
+        the retry table; without it, by the read column. Log lines name the call
+        by `label` (default: the request's method and path) and carry `fields`
+        (default: method and path) as structured fields; both are only worked
+        out when something fails.
         """
         number, retries, refusals = 1, 0, 0
         started = self.clock()
         budget = self.budget
         while True:
             try:
-                value = await attempt(number)
+                response = await send(request, number)
+                value = decode(response.status, response.headers, response.body, request)
             except HappyRobotError as exc:
+                if label is None:
+                    label = f"{request.method} {request.path}"
+                if fields is None:
+                    fields = {"method": request.method, "path": request.path}
                 decision = self.policy.decide(
                     exc,
                     retries=retries,
@@ -93,7 +107,7 @@ class Attempts:
                     log.info(
                         "%s: no model was stored; sending again",
                         label,
-                        extra={**(fields or {}), "attempt": number},
+                        extra={**fields, "attempt": number},
                     )
                 elif not decision.retry or not budget.permits(exc):
                     raise
@@ -104,7 +118,7 @@ class Attempts:
                         decision.delay,
                         _describe(exc),
                         number,
-                        extra={**(fields or {}), "attempt": number, "status": _status(exc)},
+                        extra={**fields, "attempt": number, "status": _status(exc)},
                     )
                     await self.sleep(decision.delay)
                 number += 1

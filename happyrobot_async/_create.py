@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -183,27 +183,34 @@ async def create_safely(
     safe = _SafeCreate(send, reconciler, create)
     fields = {"method": "POST", "path": "/models", "use_case_id": create.use_case_id}
     label = f"create {create.name!r}"
-    return await attempts.run(safe.attempt, label=label, reconcile=safe, fields=fields)
+    return await attempts.run(
+        safe.request, safe.decode, send=safe.send, reconcile=safe, label=label, fields=fields
+    )
 
 
 class _SafeCreate:
     """One create's attempts, and how to settle an ambiguous one."""
 
     def __init__(self, send: Send, reconciler: Reconciler, create: CreateModel) -> None:
-        self.send, self.reconciler, self.create = send, reconciler, create
+        self._send, self.reconciler, self.create = send, reconciler, create
         self.request = create_request(create)
         self.attempts = 0
+        self.sent = 0.0
         self.started: float | None = None
         """When the first attempt began (our epoch seconds): what it stored is no older."""
 
-    async def attempt(self, number: int) -> Model:
-        sent = time.time()
+    async def send(self, request: Request, number: int) -> Response:
+        self.sent = time.time()
         if self.started is None:
-            self.started = sent
+            self.started = self.sent
         self.attempts = number
-        response = await self.send(self.request, number)
-        model = decode_model(response.status, response.headers, response.body, self.request)
-        self.reconciler.clock.observe(model.created_at.timestamp(), 1.0, sent, time.time())
+        return await self._send(request, number)
+
+    def decode(
+        self, status: int, headers: Mapping[str, str], body: bytes, request: Request
+    ) -> Model:
+        model = decode_model(status, headers, body, request)
+        self.reconciler.clock.observe(model.created_at.timestamp(), 1.0, self.sent, time.time())
         return model
 
     async def find(self, error: HappyRobotError) -> Model | None:

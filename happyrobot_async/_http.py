@@ -73,6 +73,7 @@ class Transport:
         self._slots = asyncio.Semaphore(max_concurrency)
         self.rate_limiter = AdaptiveRateLimiter(rate_limit)
         self.server_clock = ServerClock()
+        self._epoch = time.time() - time.perf_counter()  # perf_counter → epoch seconds
         self._max_bytes = max_response_bytes
         self._session = session
         self._owns_session = session is None
@@ -133,18 +134,20 @@ class Transport:
 
         `timeout` (seconds, whole request) replaces the client's for this request.
         """
-        session = self._ensure_session()
+        session = self._session
+        if session is None or self._loop is not asyncio.get_running_loop():
+            session = self._ensure_session()
         options = self._per_request
         if timeout is not None:
             total = aiohttp.ClientTimeout(total=timeout, sock_connect=self._timeout.sock_connect)
             options = {**options, "timeout": total}
         limiter = self.rate_limiter
         async with self._slots:
-            wait = limiter.reserve(time.monotonic())
+            started = time.perf_counter()  # the limiter's clock too: perf_counter is monotonic
+            wait = limiter.reserve(started)
             if wait > 0:
                 await asyncio.sleep(wait)
-            started = time.perf_counter()
-            sent = time.time()
+                started = time.perf_counter()
             try:
                 async with session.request(
                     request.method,
@@ -154,17 +157,22 @@ class Transport:
                     allow_redirects=False,
                     **options,
                 ) as raw:
-                    body = await self._read_body(raw, request)
+                    length = raw.content_length
+                    if length is not None and length <= self._max_bytes:
+                        body = await raw.read()
+                    else:
+                        body = await self._read_capped(raw, request)
                     elapsed = time.perf_counter() - started
                     response = Response(raw.status, raw.headers, body, elapsed)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise _connection_error(exc, request) from exc
         date = response.headers.get("Date")
-        if date is not None:
-            self.server_clock.observe_date(date, sent, time.time())
+        if date is not None:  # our epoch, from the monotonic clock: no wall-clock calls here
+            sent = started + self._epoch
+            self.server_clock.observe_date(date, sent, sent + elapsed)
         if response.status == 429:
-            limiter.on_throttled(time.monotonic())
-        else:
+            limiter.on_throttled(started + elapsed)
+        elif limiter.rate is not None:
             limiter.on_success()
         last_response.set(response)
         if log.isEnabledFor(logging.DEBUG):
@@ -181,12 +189,10 @@ class Transport:
             )
         return response
 
-    async def _read_body(self, raw: aiohttp.ClientResponse, request: Request) -> bytes:
-        """The whole body, or `ResponseValidationError` as soon as it passes the cap."""
+    async def _read_capped(self, raw: aiohttp.ClientResponse, request: Request) -> bytes:
+        """A body of unknown or too great length: read up to the cap, else refuse it."""
         cap = self._max_bytes
         length = raw.content_length
-        if length is not None and length <= cap:
-            return await raw.read()
         chunks: list[bytes] = []
         size = 0
         while length is None or length <= cap:

@@ -6,12 +6,13 @@ depends on no concrete client and no import points upwards.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 import attrs
 
+from ._attempts import Decode
 from ._follow import wait_for_model, watch_models
 from ._http import Response, last_response
 from ._logging import log
@@ -30,11 +31,11 @@ class ClientCore(Protocol):
     def models(self) -> Models: ...
     @property
     def closed(self) -> bool: ...
-    async def _read(
-        self, request: Request, decode: Callable[..., T], timeout: float | None = None
-    ) -> T: ...
+    def _read(
+        self, request: Request, decode: Decode[T], timeout: float | None = None
+    ) -> Awaitable[T]: ...
     async def _send_once(self, request: Request, timeout: float | None) -> Response: ...
-    async def _create(self, create: CreateModel, timeout: float | None = None) -> Model: ...
+    def _create(self, create: CreateModel, timeout: float | None = None) -> Awaitable[Model]: ...
     async def _find_created(self, create: CreateModel, since: datetime) -> Model | None: ...
 
 

@@ -7,8 +7,9 @@ them: reads through the one attempt loop, creates through the safe create.
 from __future__ import annotations
 
 import copy
+import functools
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable
 from datetime import datetime
 from types import TracebackType
 from typing import TypeVar
@@ -16,7 +17,7 @@ from typing import TypeVar
 import aiohttp
 import attrs
 
-from ._attempts import Attempts
+from ._attempts import Attempts, Decode, Send
 from ._config import api_key_from, base_url_from, check_count, check_positive
 from ._create import Reconciler, create_safely
 from ._http import DEFAULT_MAX_RESPONSE_BYTES, Response, Transport
@@ -173,28 +174,21 @@ class HappyRobotClient:
     async def _send_once(self, request: Request, timeout: float | None = None) -> Response:
         return await self._transport.send(request, timeout=timeout or self._timeout)
 
-    async def _read(
-        self, request: Request, decode: Callable[..., T], timeout: float | None = None
-    ) -> T:
+    def _read(
+        self, request: Request, decode: Decode[T], timeout: float | None = None
+    ) -> Awaitable[T]:
         """Send a GET and decode it, retrying as the policy and the retry budget allow."""
-        timeout = timeout or self._timeout
+        return self._attempts.run(request, decode, send=self._sender(timeout))
 
-        async def attempt(number: int) -> T:
-            response = await self._transport.send(request, number, timeout=timeout)
-            return decode(response.status, response.headers, response.body, request)
-
-        label = f"{request.method} {request.path}"
-        fields = {"method": request.method, "path": request.path}
-        return await self._attempts.run(attempt, label=label, fields=fields)
-
-    async def _create(self, create: CreateModel, timeout: float | None = None) -> Model:
+    def _create(self, create: CreateModel, timeout: float | None = None) -> Awaitable[Model]:
         """Create a validated request once, whatever the network does (see `_create`)."""
+        return create_safely(self._sender(timeout), self._attempts, self._reconciler, create)
+
+    def _sender(self, timeout: float | None) -> Send:
+        """The transport's `send`, with this call's timeout (else the client's) bound in."""
         timeout = timeout or self._timeout
-
-        async def send(request: Request, number: int) -> Response:
-            return await self._transport.send(request, number, timeout=timeout)
-
-        return await create_safely(send, self._attempts, self._reconciler, create)
+        send = self._transport.send
+        return send if timeout is None else functools.partial(send, timeout=timeout)
 
     async def _find_created(self, create: CreateModel, since: datetime) -> Model | None:
         """The model a create first sent at `since` (by an earlier run) stored, if any."""

@@ -47,7 +47,10 @@ async def test_steady_fault_rate_never_drains_the_retry_budget(
         async with slots:
             return await client.models.create(**create_args(sim, f"steady-{index:04d}", index % 3))
 
-    async with client_for(sim) as client:  # default max_retries and budget
+    # the default budget; max_retries=8 so that no create meets 9 faults in a row by chance
+    # (at max_retries=4, 0.2^5: about one create in 3,000 would, budget or not)
+    policy = hr.RetryPolicy(max_retries=8, initial_delay=0.001, max_delay=0.02)
+    async with client_for(sim, retry_policy=policy) as client:
         models = await asyncio.gather(*(create(client, i) for i in range(1000)))
     assert len({model.id for model in models}) == 1000
     assert sim.stats.faults["server_error"] > 150

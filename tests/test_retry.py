@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 
 import happyrobot_async as hr
+from happyrobot_async import _wire
 from happyrobot_async._attempts import Attempts
+from happyrobot_async._http import Response
 from happyrobot_async._ratelimit import AdaptiveRateLimiter
 from happyrobot_async._retry import (
     GIVE_UP,
@@ -18,6 +21,8 @@ from happyrobot_async._retry import (
     classify_create_failure,
     is_retryable_read,
 )
+
+REQUEST = _wire.list_request()
 
 
 def status_error(code: int, retry_after: float | None = None) -> hr.APIStatusError:
@@ -150,17 +155,28 @@ def test_decide_table(
     assert answer == decision
 
 
-def attempt_from(outcomes: list[BaseException | str], calls: list[int]):  # type: ignore[no-untyped-def]
-    """An attempt function that raises or returns the next outcome, recording each call."""
+class Scripted:
+    """A `send` that raises or answers the next outcome, recording each attempt's number."""
 
-    async def attempt(number: int) -> str:
-        calls.append(number)
-        outcome = outcomes[number - 1]
+    def __init__(self, outcomes: list[BaseException | str], calls: list[int]) -> None:
+        self.outcomes, self.calls = outcomes, calls
+
+    async def send(self, request: _wire.Request, number: int) -> Response:
+        self.calls.append(number)
+        outcome = self.outcomes[number - 1]
         if isinstance(outcome, BaseException):
             raise outcome
-        return outcome
+        return Response(200, {}, outcome.encode())
 
-    return attempt
+
+def text(status: int, headers: object, body: bytes, request: _wire.Request) -> str:
+    """Decode a scripted answer."""
+    return body.decode()
+
+
+def attempt_from(outcomes: list[BaseException | str], calls: list[int]) -> dict[str, Any]:
+    """`Attempts.run` arguments for a scripted sequence of outcomes."""
+    return {"request": REQUEST, "decode": text, "send": Scripted(outcomes, calls).send}
 
 
 class Recorder:
@@ -179,7 +195,7 @@ async def test_attempt_loop_waits_the_servers_time_and_refunds() -> None:
     budget = RetryBudget()
     attempts = Attempts(RetryPolicy(max_retries=0), budget, sleep)
     outcomes: list[BaseException | str] = [status_error(429, 2.0), status_error(503, 1.0), "ok"]
-    assert await attempts.run(attempt_from(outcomes, calls), label="GET /x") == "ok"
+    assert await attempts.run(**attempt_from(outcomes, calls)) == "ok"
     assert calls == [1, 2, 3]  # refusals do not use up max_retries=0
     assert 2.0 <= sleep.delays[0] <= 3.0 and 1.0 <= sleep.delays[1] <= 1.5
     assert budget.failure_ratio == 0.0  # refusals are not failures; the success counts
@@ -193,7 +209,7 @@ async def test_attempt_loop_stops_when_the_budget_is_spent() -> None:
     attempts = Attempts(RetryPolicy(), budget, sleep)
     outcomes: list[BaseException | str] = [status_error(500), status_error(502), "ok"]
     with pytest.raises(hr.APIStatusError) as info:
-        await attempts.run(attempt_from(outcomes, calls), label="GET /x")
+        await attempts.run(**attempt_from(outcomes, calls))
     # 1 success + 1 failure: 50 %, a retry; + a second failure: 67 %, no more
     assert info.value.status_code == 502 and calls == [1, 2] and len(sleep.delays) == 1
 
@@ -218,7 +234,7 @@ async def test_attempt_loop_reconciles_an_ambiguous_create() -> None:
     sleep, calls, reconcile = Recorder(), [], FakeReconcile("adopted")
     attempts = Attempts(RetryPolicy(), RetryBudget(), sleep)
     outcomes: list[BaseException | str] = [status_error(500), "second"]
-    result = await attempts.run(attempt_from(outcomes, calls), label="c", reconcile=reconcile)
+    result = await attempts.run(**attempt_from(outcomes, calls), reconcile=reconcile)
     assert result == "adopted" and calls == [1] and reconcile.looks == 1 and sleep.delays == []
 
 
@@ -228,7 +244,7 @@ async def test_attempt_loop_resends_then_gives_up_unsettled() -> None:
     attempts = Attempts(RetryPolicy(max_retries=2), RetryBudget(), sleep)
     outcomes: list[BaseException | str] = [READ_TIMEOUT, DROPPED, status_error(504)]
     with pytest.raises(hr.HappyRobotError, match="unsettled after 3"):
-        await attempts.run(attempt_from(outcomes, calls), label="c", reconcile=reconcile)
+        await attempts.run(**attempt_from(outcomes, calls), reconcile=reconcile)
     assert calls == [1, 2, 3] and reconcile.looks == 3 and sleep.delays == []
 
 
