@@ -180,17 +180,46 @@ class RawModels:
     def __init__(self, models: Models) -> None:
         self._models = models
 
-    async def create(self, **arguments: Any) -> RawResponse[Model]:
+    async def create(
+        self,
+        *,
+        use_case_id: str,
+        name: str,
+        from_model_id: str,
+        train_sample_ids: Sequence[str],
+        test_sample_ids: Sequence[str],
+        explain_tools: bool = True,
+        timeout: float | None = None,
+    ) -> RawResponse[Model]:
         """`models.create(...)`, with the response it came from."""
-        return _raw(await self._models.create(**arguments))
+        model = await self._models.create(
+            use_case_id=use_case_id,
+            name=name,
+            from_model_id=from_model_id,
+            train_sample_ids=train_sample_ids,
+            test_sample_ids=test_sample_ids,
+            explain_tools=explain_tools,
+            timeout=timeout,
+        )
+        return _raw(model)
 
     async def get(self, model_id: str, *, timeout: float | None = None) -> RawResponse[Model]:
         """`models.get(...)`, with the response it came from."""
         return _raw(await self._models.get(model_id, timeout=timeout))
 
-    async def list(self, **filters: Any) -> RawResponse[list[Model]]:
+    async def list(
+        self,
+        *,
+        use_case_id: str | None = None,
+        status: ModelStatus | str | None = None,
+        trainable: bool | None = None,
+        timeout: float | None = None,
+    ) -> RawResponse[list[Model]]:
         """`models.list(...)`, with the response it came from."""
-        return _raw(await self._models.list(**filters))
+        models = await self._models.list(
+            use_case_id=use_case_id, status=status, trainable=trainable, timeout=timeout
+        )
+        return _raw(models)
 
 
 def _raw(value: T) -> RawResponse[T]:
