@@ -1,7 +1,11 @@
 """One-shot ways to follow models, behind `client.models.wait` and `client.models.watch`.
 
 Each runs a `TrainingWatcher` of its own for the call's duration, and uses only
-its public surface.
+its public surface, so a model ends the call as its handle ends: a model the
+server refuses (`NotFoundError`, `PermissionDeniedError`, `BadRequestError`) or
+answers with something that is not that model (`ResponseValidationError`) raises
+that error at once; transient errors are retried on the watcher's schedule; a
+client closed meanwhile raises `WatcherClosedError`.
 """
 
 from __future__ import annotations
@@ -24,7 +28,11 @@ async def wait_for_model(
     poll_interval: float = 2.0,
     raise_on_failure: bool = False,
 ) -> Model:
-    """Poll one model until it is `active` or `failed`; return its final state."""
+    """Poll one model until it is `active` or `failed`; return its final state.
+
+    Raises the error its handle ends with (see the module docstring), `WatchTimeoutError`
+    after `timeout`, or `TrainingFailedError` for a failed model if `raise_on_failure`.
+    """
     check_model_id(model_id)
     async with TrainingWatcher(
         client, poll_interval=poll_interval, max_poll_interval=max(30.0, poll_interval)

@@ -1,56 +1,71 @@
 """The watcher's one poll loop: it follows every tracked model until its handle settles.
 
-Each tick asks the pure `Schedule` what is due and makes those polls (one list per
-use case with two or more followed models, else one get per model), at most
-`MAX_CONCURRENT_POLLS` at once. What a poll saw is judged by the pure `judge`: the
-change goes to the watcher's `publish`, the handle settles or stays followed, and
-the schedule learns whether anything changed. Between ticks the loop sleeps until
-the schedule's next deadline or until `follow()` wakes it.
+The loop asks the pure `Schedule` what is due and queues those polls (one list per
+use case with two or more followed models, else one get per model) on a `PollQueue`
+(which keeps a model from being polled twice at once), never waiting for them. A
+poll is one of the client's one-shot reads (`_poll_get`, `_poll_list`): one attempt
+with its own deadline `request_timeout`, no retry inside; so a hung request holds
+one of `MAX_CONCURRENT_POLLS` workers for at most that long, and delays no other
+model. What a poll saw is judged by the pure `judge` (change to `publish`, settle or
+not, changed or not for the schedule). Intervals run from when a poll was planned.
 
-Failures: a poll error is logged and its models back off (a failed list is retried
-as a list next time, not split into gets); an error with `retry_after` (429, 503)
-pauses all polling that long; two 401s in a row with no success between fail every
-handle with `AuthenticationError`; a 404 fails that model's handle with
-`NotFoundError`.
+Failures (the pure `judge_error` has the rules):
+
+- Transient errors (timeouts, connection errors, 5xx, 429, a list that is not a
+  list) are logged (one summary per loop wake-up) and their models back off on the
+  schedule; a failed list is retried as a list. An error's `retry_after` (429, 503)
+  also pauses all polling, for at most `max_retry_after` seconds.
+- 404, 403, 400/422, and a get answered with something that is not that model, fail
+  that model's handle at once. A list refused that way, and each model missing from
+  a list (or whose item does not decode), is asked with a get of its own, which
+  settles or fails it alone; the rest of the list is used as usual.
+- Two 401s in a row with no answer past the key check between fail every handle.
+- A closed client (`client.closed`: looked at before each request, after each
+  failure, and at least every `CLOSED_CHECK_INTERVAL`) ends polling for good: no
+  request is sent any more, each handle fails with `WatcherClosedError("the client
+  was closed")`, and `on_closed` is called once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Literal, Protocol
 
 from ._handles import WatchHandle
+from ._pollqueue import PollQueue
 from ._schedule import Poll, Schedule
-from ._settle import judge
-from .errors import APIStatusError, AuthenticationError, NotFoundError
+from ._settle import Action, judge, judge_error
+from ._wire import Listed
+from .errors import ResponseValidationError, WatcherClosedError
 from .types import Model, StatusChange
 
 __all__: list[str] = []
 
 log = logging.getLogger("happyrobot_async")
 
-#: Polls of one tick in flight at once (the client caps requests in flight too).
+#: Polls in flight at once (the client caps requests in flight too).
 MAX_CONCURRENT_POLLS = 16
-#: Consecutive polls answered 401 before every handle fails with AuthenticationError.
-AUTH_FAILURES_TO_GIVE_UP = 2
+#: The longest the loop sleeps without looking whether the client was closed.
+CLOSED_CHECK_INTERVAL = 1.0
 
 
 class ModelReader(Protocol):
-    """The two reads the poll loop needs (`client.models`)."""
+    """The one-shot reads the poll loop needs (`client.models`): one attempt, own deadline."""
 
-    async def get(self, model_id: str) -> Model: ...
-
-    async def list(self, *, use_case_id: str | None = None) -> Sequence[Model]: ...
+    async def _poll_get(self, model_id: str, timeout: float) -> Model: ...
+    async def _poll_list(self, use_case_id: str, timeout: float) -> Listed: ...
 
 
 class WatchableClient(Protocol):
-    """Anything with a `models` reader, e.g. `HappyRobotClient`."""
+    """Anything with a `models` reader and a `closed` flag, e.g. `HappyRobotClient`."""
 
     @property
     def models(self) -> ModelReader: ...
+    @property
+    def closed(self) -> bool: ...
 
 
 class Poller:
@@ -61,29 +76,47 @@ class Poller:
         client: WatchableClient,
         schedule: Schedule,
         publish: Callable[[StatusChange], None],
+        on_closed: Callable[[], None],
+        *,
+        request_timeout: float,
+        max_retry_after: float,
     ) -> None:
         self._client = client
         self._schedule = schedule
         self._publish = publish
+        self._on_closed = on_closed
+        self._request_timeout = request_timeout
+        self._max_retry_after = max_retry_after
         self._handles: dict[str, WatchHandle] = {}
         self._task: asyncio.Task[None] | None = None
         self._waker: asyncio.Future[None] | None = None
         self._auth_failures = 0
+        self._polls = PollQueue(self._get, self._list, schedule.use_case_of, MAX_CONCURRENT_POLLS)
+        self._failures = 0  # transient poll failures since the last summary
+        self._last_failure: BaseException | None = None
+        self._stopped = False
 
     @property
     def handles(self) -> Mapping[str, WatchHandle]:
         """The handles followed, by model id (read-only: use `follow` and `fail`)."""
         return self._handles
 
+    @property
+    def closed(self) -> bool:
+        """True once the client is closed: nothing is polled any more."""
+        return self._stopped or self._client.closed
+
     def start(self) -> None:
         """Run the loop in a task of its own until `stop()`."""
         self._task = asyncio.create_task(self._run(), name="happyrobot_async watcher")
 
     async def stop(self) -> None:
-        """Cancel the loop and wait until it is over (polls in flight are abandoned)."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.wait([self._task])
+        """Cancel the loop and the polls, and wait until they are over."""
+        tasks = self._polls.cancel() + ([self._task] if self._task is not None else [])
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
 
     def follow(self, handle: WatchHandle, use_case_id: str | None) -> None:
         """Poll `handle`'s model from now on; a known `use_case_id` lets it share a list."""
@@ -106,129 +139,135 @@ class Poller:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        while True:
+        while not self._client_closed():
             try:
                 now = loop.time()
-                polls = self._schedule.plan(now)
-                if polls:
-                    await self._tick(polls, now)
-                else:
-                    await self._sleep_until(self._schedule.next_deadline())
+                for poll in self._schedule.plan(now):
+                    self._polls.put(poll, now)
+                if self._failures:
+                    log.warning(
+                        "%d polls failed (last: %s); their models are polled again later",
+                        self._failures,
+                        self._last_failure,
+                    )
+                    self._failures, self._last_failure = 0, None
+                deadline = self._schedule.next_deadline()
+                cap = now + CLOSED_CHECK_INTERVAL
+                await self._sleep_until(cap if deadline is None else min(deadline, cap))
             except Exception:  # a bug, not a poll error: keep going, slowly
                 log.exception("watcher loop error; continuing")
                 await asyncio.sleep(self._schedule.interval)
 
-    async def _sleep_until(self, deadline: float | None) -> None:
+    async def _sleep_until(self, deadline: float) -> None:
         loop = asyncio.get_running_loop()
         self._waker = waker = loop.create_future()
-        timer = None if deadline is None else loop.call_at(deadline, _set_done, waker)
+        timer = loop.call_at(deadline, _set_done, waker)
         try:
             await waker
         finally:
             self._waker = None
-            if timer is not None:
-                timer.cancel()
+            timer.cancel()
 
-    async def _tick(self, polls: list[Poll], planned: float) -> None:
-        failures: list[BaseException] = []
-        pending = iter(polls)
+    def _client_closed(self) -> bool:
+        """Whether the client is closed; the first time, end every handle and all polling."""
+        if self._stopped:
+            return True
+        if not self._client.closed:
+            return False
+        self._stopped = True
+        log.warning("the client was closed; the watcher stops polling")
+        self._polls.cancel()
+        for handle in list(self._handles.values()):
+            self.fail(handle, WatcherClosedError("the client was closed"))
+        if self._waker is not None:
+            _set_done(self._waker)
+        self._on_closed()
+        return True
 
-        async def worker() -> None:
-            for poll in pending:
-                resume = self._schedule.paused_until
-                if resume is not None and resume > asyncio.get_running_loop().time():
-                    self._retry_at(poll.model_ids, resume)  # a Retry-After came mid-tick
-                    continue
-                error = await self._poll(poll, planned)
-                if error is not None:
-                    failures.append(error)
+    # -- the polls ----------------------------------------------------------------------
 
-        workers = min(MAX_CONCURRENT_POLLS, len(polls))
-        if workers == 1:
-            await worker()
-        else:
-            await asyncio.gather(*(worker() for _ in range(workers)))
-        if failures:
-            log.warning(
-                "%d of %d polls failed (%s); retrying them later",
-                len(failures),
-                len(polls),
-                failures[0],
-            )
+    def _may_send(self, poll: Poll) -> bool:
+        """False if the client is closed or polling is paused (then retried at its end)."""
+        now = asyncio.get_running_loop().time()  # a Retry-After may have come since planning
+        return not self._client_closed() and not self._schedule.hold(poll.model_ids, now)
 
-    async def _poll(self, poll: Poll, planned: float) -> BaseException | None:
-        """Make one poll and act on what it saw; a failure is returned, never raised.
-
-        Intervals run from when a poll was planned, so neither planning 10,000 models
-        nor a slow response stretches the cycle (a change is seen within one interval
-        plus one round trip).
-        """
+    async def _get(self, poll: Poll, planned: float) -> None:
+        model_id = poll.model_ids[0]
+        if model_id not in self._schedule or not self._may_send(poll):  # untracked meanwhile
+            return
         try:
-            if poll.kind == "get":
-                await self._get(poll.model_ids[0], planned)
-                return None
-            assert poll.use_case_id is not None
-            models = await self._client.models.list(use_case_id=poll.use_case_id)
+            model = await self._client.models._poll_get(model_id, self._request_timeout)
+            if model.id != model_id:
+                raise ResponseValidationError(
+                    f"GET /models/{model_id} answered with model {model.id}", status_code=200
+                )
         except Exception as exc:
-            self._failed(poll.model_ids, exc)
-            return exc
-        self._auth_failures = 0
-        at = datetime.now(UTC)
-        by_id = {model.id: model for model in models}
-        missing = []
-        for model_id in poll.model_ids:
-            model = by_id.get(model_id)
-            if model is None:
-                missing.append(model_id)
-            else:
-                self._observe(model, planned, at)
-        for model_id in missing:  # gone from its use case's list: ask for it directly
-            if model_id in self._handles:
-                try:
-                    await self._get(model_id)
-                except Exception as exc:
-                    self._failed((model_id,), exc)
-        return None
-
-    async def _get(self, model_id: str, planned: float | None = None) -> None:
-        if planned is None:  # a follow-up get, not a planned poll
-            planned = asyncio.get_running_loop().time()
-        try:
-            model = await self._client.models.get(model_id)
-        except NotFoundError as exc:
-            self._auth_failures = 0
-            handle = self._handles.get(model_id)
-            if handle is not None:
-                self.fail(handle, exc)
+            self._polls.done(poll)
+            self._failed("get", (model_id,), exc)
             return
         self._auth_failures = 0
         if model_id in self._schedule:
             self._schedule.set_use_case(model_id, model.use_case_id)
             self._observe(model, planned, datetime.now(UTC))
 
-    def _failed(self, model_ids: Iterable[str], exc: Exception) -> None:
-        now = asyncio.get_running_loop().time()
-        if isinstance(exc, AuthenticationError):
-            self._auth_failures += 1
-            if self._auth_failures >= AUTH_FAILURES_TO_GIVE_UP:
-                log.error("the API refuses the key (%s); every watched model fails", exc)
-                for handle in list(self._handles.values()):
-                    self.fail(handle, exc)
-                return
-        retry_after = exc.retry_after if isinstance(exc, APIStatusError) else None
-        if retry_after is not None:
-            log.warning("the API asked to wait %.1f s; pausing all polling", retry_after)
-            self._schedule.pause_until(now + retry_after)
-            self._retry_at(model_ids, now + retry_after)
+    async def _list(self, poll: Poll, planned: float) -> None:
+        use_case_id = poll.use_case_id
+        assert use_case_id is not None
+        if not self._may_send(poll):
             return
-        for model_id in model_ids:
-            if model_id in self._schedule:
-                self._schedule.failed(model_id, now)
+        try:
+            listed = await self._client.models._poll_list(use_case_id, self._request_timeout)
+        except Exception as exc:
+            self._polls.done(poll)
+            self._failed("list", poll.model_ids, exc)
+            return
+        self._polls.done(poll)
+        self._auth_failures = 0
+        at = datetime.now(UTC)
+        by_id = {model.id: model for model in listed.models}
+        gets_out = self._polls.gets_out
+        unserved = []
+        for model_id in poll.model_ids:
+            model = by_id.get(model_id)
+            if model is None:
+                unserved.append(model_id)
+            elif not gets_out or model_id not in gets_out:  # else its own get will tell
+                self._observe(model, planned, at)
+        if listed.bad:
+            log.debug("list of use case %s: %d bad item(s)", use_case_id, len(listed.bad))
+        self._polls.put_gets(unserved, asyncio.get_running_loop().time())
 
-    def _retry_at(self, model_ids: Iterable[str], when: float) -> None:
-        for model_id in model_ids:
-            if model_id in self._schedule:
-                self._schedule.retry_at(model_id, when)
+    def _failed(
+        self, route: Literal["get", "list"], model_ids: Iterable[str], exc: Exception
+    ) -> None:
+        if self._client_closed():
+            return
+        verdict = judge_error(exc, route, self._auth_failures, self._max_retry_after)
+        self._auth_failures = verdict.auth_failures
+        action = verdict.action
+        if action is Action.FAIL:
+            for model_id in model_ids:
+                handle = self._handles.get(model_id)
+                if handle is not None:
+                    log.warning("model %s can not be watched: %s", model_id, exc)
+                    self.fail(handle, exc)
+        elif action is Action.ASK_EACH:
+            log.warning("a list was refused (%s); asking each of its models", exc)
+            self._polls.put_gets(model_ids, asyncio.get_running_loop().time())
+        elif action is Action.FAIL_ALL:
+            log.error("the API refuses the key (%s); every watched model fails", exc)
+            for handle in list(self._handles.values()):
+                self.fail(handle, exc)
+        else:
+            self._failures += 1
+            self._last_failure = exc
+            now = asyncio.get_running_loop().time()
+            if verdict.pause:
+                log.warning("the API asked to wait; pausing all polling for %.1f s", verdict.pause)
+                self._schedule.pause_until(now + verdict.pause)
+            for model_id in model_ids:
+                if model_id in self._schedule:
+                    self._schedule.failed(model_id, now)
 
     def _observe(self, model: Model, planned: float, at: datetime) -> None:
         """Act on one polled state: reschedule, emit its change, settle its handle."""

@@ -21,13 +21,15 @@ Rules:
   for a lone model. A use case's models are not jittered: they share one list
   anyway, and each drawing its own jitter would only pull that list earlier (the
   earliest of many draws is about `interval * (1 - jitter)`).
-- `pause_until(t)` holds every poll back until `t` (a server's Retry-After).
+- `pause_until(t)` holds every poll back until `t` (a server's Retry-After);
+  `hold(ids, now)` puts off polls planned before the pause began to its end.
 """
 
 from __future__ import annotations
 
 import heapq
 import random
+from collections.abc import Iterable
 from typing import Literal
 
 import attrs
@@ -137,6 +139,11 @@ class Schedule:
         """Every tracked model of a use case, in the order they were grouped."""
         return tuple(self._by_use_case.get(use_case_id, ()))
 
+    def use_case_of(self, model_id: str) -> str | None:
+        """A tracked model's use case (None if unknown or the model is not tracked)."""
+        entry = self._entries.get(model_id)
+        return None if entry is None else entry.use_case_id
+
     # -- time -----------------------------------------------------------------------
 
     def due(self, now: float) -> list[str]:
@@ -201,6 +208,19 @@ class Schedule:
         entry = self._entries[model_id]
         entry.due = when
         self._push(model_id, entry)
+
+    def hold(self, model_ids: Iterable[str], now: float) -> bool:
+        """If polling is paused at `now`, make these models due at its end and say True.
+
+        For polls planned before a pause began: they are not made, but not lost either
+        (their intervals are kept, as with `retry_at`). Untracked models are skipped.
+        """
+        if now >= self._paused_until:
+            return False
+        for model_id in model_ids:
+            if model_id in self._entries:
+                self.retry_at(model_id, self._paused_until)
+        return True
 
     def interval_of(self, model_id: str) -> float:
         """A tracked model's current (unjittered) interval."""

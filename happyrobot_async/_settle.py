@@ -1,6 +1,8 @@
-"""What one polled state means for its handle: the change to emit, and how the handle ends.
+"""What one poll means for its handle(s): a state seen (`judge`) or an error (`judge_error`).
 
 Pure: no asyncio and no I/O (time comes in as `at`), so every rule is a table test.
+
+A state seen:
 
 - A change is emitted when the server's raw status differs from the one seen last,
   or at the first sighting. Raw strings are compared, so two statuses this SDK does
@@ -9,18 +11,46 @@ Pure: no asyncio and no I/O (time comes in as `at`), so every rule is a table te
 - `active` ends the handle with the model; so does `failed`, unless the handle asked
   for `raise_on_failure`, which ends it with `TrainingFailedError`. Any other
   status, known or not, keeps the model watched.
+
+An error (`judge_error`; the request was one get, or one use case's list):
+
+- Permanent for the model: 404 (`NotFoundError`), 403 (`PermissionDeniedError`),
+  400/422 (`BadRequestError`), and a get answered with a body that is not that model
+  (`ResponseValidationError`). A get's model fails with the error (`FAIL`); a list
+  refused that way vouches for none of its models, so each is asked with its own get
+  (`ASK_EACH`), which settles or fails it alone.
+- 401 (`AuthenticationError`): retried, but the `AUTH_FAILURES_TO_GIVE_UP`-th in a row
+  (no success between) fails every handle (`FAIL_ALL`). An answer past the key check
+  (a success, or a permanent error above) resets the count.
+- Anything else is transient and retried on the schedule's backoff (`RETRY`):
+  timeouts, connection errors, 5xx, 429, other statuses, a list body that is not a
+  list, even a bug. A `retry_after` (429, 503) also pauses all polling for that long,
+  capped at `max_retry_after`.
 """
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime
+from typing import Literal
 
 import attrs
 
-from .errors import TrainingFailedError
+from .errors import (
+    APIStatusError,
+    AuthenticationError,
+    BadRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+    ResponseValidationError,
+    TrainingFailedError,
+)
 from .types import Model, ModelStatus, StatusChange
 
 __all__: list[str] = []
+
+#: Consecutive polls answered 401 before every handle fails with AuthenticationError.
+AUTH_FAILURES_TO_GIVE_UP = 2
 
 _ACTIVE = ModelStatus.ACTIVE
 _FAILED = ModelStatus.FAILED
@@ -56,3 +86,50 @@ def judge(previous: Model | None, model: Model, raise_on_failure: bool, at: date
     if status is _ACTIVE or status is _FAILED:
         return Verdict(change, result=model)
     return Verdict(change)
+
+
+class Action(enum.Enum):
+    """What a failed poll does to the handles of the models it polled."""
+
+    RETRY = "retry"
+    """Keep them: back off on the schedule and poll again (after the pause, if any)."""
+    FAIL = "fail"
+    """End the handle of the model got with the error."""
+    ASK_EACH = "ask_each"
+    """The list vouches for none of its models: ask each with a get of its own."""
+    FAIL_ALL = "fail_all"
+    """The key is refused: end every handle with the error."""
+
+
+_PERMANENT = (NotFoundError, PermissionDeniedError, BadRequestError)
+
+
+@attrs.frozen
+class ErrorVerdict:
+    """What to do after a poll failed: the action, a pause for everyone, the 401 count."""
+
+    action: Action
+    pause: float = 0.0
+    """Seconds to hold every poll back (a capped Retry-After); 0 for none."""
+    auth_failures: int = 0
+    """Polls answered 401 in a row, this one included."""
+
+
+def judge_error(
+    error: BaseException,
+    route: Literal["get", "list"],
+    auth_failures: int,
+    max_retry_after: float,
+) -> ErrorVerdict:
+    """Judge `error`, raised by a one-shot `route` poll after `auth_failures` 401s in a row."""
+    if isinstance(error, AuthenticationError):
+        failures = auth_failures + 1
+        give_up = failures >= AUTH_FAILURES_TO_GIVE_UP
+        return ErrorVerdict(Action.FAIL_ALL if give_up else Action.RETRY, auth_failures=failures)
+    if isinstance(error, _PERMANENT):
+        return ErrorVerdict(Action.FAIL if route == "get" else Action.ASK_EACH)
+    if isinstance(error, ResponseValidationError) and route == "get":
+        return ErrorVerdict(Action.FAIL)
+    retry_after = error.retry_after if isinstance(error, APIStatusError) else None
+    pause = 0.0 if retry_after is None else max(0.0, min(retry_after, max_retry_after))
+    return ErrorVerdict(Action.RETRY, pause, auth_failures)

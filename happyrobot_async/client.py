@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import copy
 import functools
-import random
 from collections.abc import Awaitable
 from datetime import datetime
 from types import TracebackType
-from typing import TypeVar
+from typing import TypeVar, Unpack
 
 import aiohttp
 import attrs
@@ -27,7 +26,7 @@ from ._version import __version__
 from ._wire import Request
 from .errors import InvalidRequestError
 from .types import CreateModel, Model
-from .watcher import OnChange, TrainingWatcher
+from .watcher import TrainingWatcher, WatcherOptions
 
 __all__ = ["HappyRobotClient"]
 
@@ -117,28 +116,12 @@ class HappyRobotClient:
         """Release the connection pool (unless the session was the caller's)."""
         await self._transport.close()
 
-    def watcher(
-        self,
-        *,
-        poll_interval: float = 2.0,
-        max_poll_interval: float = 30.0,
-        backoff_factor: float = 1.5,
-        jitter: float = 0.1,
-        queue_size: int = 10_000,
-        on_change: OnChange | None = None,
-        rng: random.Random | None = None,
-    ) -> TrainingWatcher:
-        """A `TrainingWatcher` on this client: one poll loop for many models."""
-        return TrainingWatcher(
-            self,
-            poll_interval=poll_interval,
-            max_poll_interval=max_poll_interval,
-            backoff_factor=backoff_factor,
-            jitter=jitter,
-            queue_size=queue_size,
-            on_change=on_change,
-            rng=rng,
-        )
+    def watcher(self, **options: Unpack[WatcherOptions]) -> TrainingWatcher:
+        """A `TrainingWatcher` on this client: one poll loop for many models.
+
+        Takes `TrainingWatcher`'s keyword options (`poll_interval`, `on_change`...).
+        """
+        return TrainingWatcher(self, **options)
 
     def with_options(
         self,

@@ -10,6 +10,14 @@ the consumer empties its buffer). Polling never waits for a consumer. `on_change
 runs in one extra task, in order; an awaitable it returns is awaited before the next
 change (it reads from its own stream, so the same overflow rule applies). Leaving
 the watcher normally lets `on_change` finish the changes already emitted.
+
+Each poll is one request with its own deadline (`request_timeout`), never retried
+inside: a failed poll is made again on the schedule. A server's Retry-After pauses
+all polling, for at most `max_retry_after` seconds. A model the server refuses
+(404, 403, 400/422) or answers with something that is not that model fails alone;
+see `_poller` for every rule. If the client is closed under a running watcher, the
+watcher stops polling: pending handles fail with `WatcherClosedError`, streams end,
+and `track` raises `WatcherClosedError`.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import random
 import weakref
 from collections.abc import Callable
 from types import TracebackType
+from typing import TypedDict
 
 from ._handles import ChangeStream, WatchHandle
 from ._poller import Poller, WatchableClient
@@ -45,8 +54,27 @@ class WatcherState(enum.Enum):
     CLOSED = "closed"
 
 
+class WatcherOptions(TypedDict, total=False):
+    """`TrainingWatcher`'s keyword options, so `client.watcher(...)` takes them typed."""
+
+    poll_interval: float
+    max_poll_interval: float
+    backoff_factor: float
+    jitter: float
+    queue_size: int
+    on_change: OnChange | None
+    rng: random.Random | None
+    request_timeout: float
+    max_retry_after: float
+
+
 class TrainingWatcher:
-    """Follow many models with one poll loop; use as `async with client.watcher() as w:`."""
+    """Follow many models with one poll loop; use as `async with client.watcher() as w:`.
+
+    `request_timeout` caps each poll request (seconds; a poll is one attempt, made
+    again on the schedule if it fails); `max_retry_after` caps how long a server's
+    Retry-After may pause all polling (seconds).
+    """
 
     def __init__(
         self,
@@ -59,6 +87,8 @@ class TrainingWatcher:
         queue_size: int = 10_000,
         on_change: OnChange | None = None,
         rng: random.Random | None = None,
+        request_timeout: float = 10.0,
+        max_retry_after: float = 120.0,
     ) -> None:
         for field, ok, rule in (
             ("poll_interval", poll_interval > 0, "must be > 0"),
@@ -66,13 +96,22 @@ class TrainingWatcher:
             ("backoff_factor", backoff_factor >= 1, "must be >= 1"),
             ("jitter", 0 <= jitter < 1, "must be within [0, 1)"),
             ("queue_size", queue_size >= 1, "must be at least 1"),
+            ("request_timeout", request_timeout > 0, "must be > 0 seconds"),
+            ("max_retry_after", max_retry_after >= 0, "must be >= 0 seconds"),
         ):
             if not ok:
                 raise InvalidRequestError(field, rule)
         schedule = Schedule(
             poll_interval, max_poll_interval, backoff_factor, jitter, rng or random.Random()
         )
-        self._poller = Poller(client, schedule, self._publish)
+        self._poller = Poller(
+            client,
+            schedule,
+            self._publish,
+            self._client_closed,
+            request_timeout=request_timeout,
+            max_retry_after=max_retry_after,
+        )
         self._queue_size = queue_size
         self._on_change = on_change
         self._streams: weakref.WeakSet[ChangeStream] = weakref.WeakSet()
@@ -135,6 +174,8 @@ class TrainingWatcher:
             if self._state is WatcherState.CLOSED:
                 raise WatcherClosedError("the watcher is closed")
             raise RuntimeError("enter the watcher first: `async with client.watcher() as w:`")
+        if self._poller.closed:
+            raise WatcherClosedError("the client was closed")
         if isinstance(model, Model):
             model_id, use_case_id = model.id, model.use_case_id
         else:
@@ -167,7 +208,7 @@ class TrainingWatcher:
         if size < 1:
             raise InvalidRequestError("queue_size", "must be at least 1")
         stream = ChangeStream(size)
-        if self._state is WatcherState.CLOSED:
+        if self._state is WatcherState.CLOSED or self._poller.closed:
             stream.close()
         else:
             self._streams.add(stream)
@@ -184,6 +225,10 @@ class TrainingWatcher:
     def _publish(self, change: StatusChange) -> None:
         for stream in self._streams:
             stream.publish(change)
+
+    def _client_closed(self) -> None:
+        for stream in list(self._streams):
+            stream.close()
 
     def _expire(self, handle: WatchHandle) -> None:
         assert handle.timeout is not None

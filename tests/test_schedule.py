@@ -255,6 +255,30 @@ def test_retry_at_keeps_interval() -> None:
     assert s.due(2.5) == ["a"]
 
 
+def test_hold_puts_off_polls_planned_before_a_pause() -> None:
+    """While paused, held models are due at the pause's end, intervals kept; else no hold."""
+    s = make()
+    s.add("a", "u1", 0.0)
+    s.add("b", None, 0.0)
+    s.plan(0.0)
+    assert not s.hold(("a", "b"), 1.0)  # no pause: nothing held
+    s.pause_until(5.0)
+    assert s.hold(("a", "b", "untracked"), 1.0)
+    assert (s.due_at("a"), s.due_at("b")) == (5.0, 5.0)
+    assert s.interval_of("a") == 2.0
+    assert not s.hold(("a",), 5.0)  # the pause is over
+
+
+def test_use_case_of() -> None:
+    """A tracked model's use case, as added or learned; None when unknown or untracked."""
+    s = make()
+    s.add("a", "u1", 0.0)
+    s.add("b", None, 0.0)
+    assert (s.use_case_of("a"), s.use_case_of("b"), s.use_case_of("zzz")) == ("u1", None, None)
+    s.set_use_case("b", "u2")
+    assert s.use_case_of("b") == "u2"
+
+
 def test_memory_stays_flat_under_repeated_refreshes() -> None:
     """Refreshing 1,000 models 50 times over keeps the schedule's memory flat."""
     s = make()

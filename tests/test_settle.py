@@ -1,13 +1,14 @@
-"""What a polled state means for its handle: the pure `judge`, no network, no asyncio."""
+"""What a poll means for its handle: the pure `judge` and `judge_error`, no network, no asyncio."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Literal
 
 import pytest
 
 import happyrobot_async as hr
-from happyrobot_async._settle import KEEP_WATCHING, judge
+from happyrobot_async._settle import KEEP_WATCHING, Action, ErrorVerdict, judge, judge_error
 
 S = hr.ModelStatus
 AT = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -78,3 +79,69 @@ def test_the_common_answer_is_shared() -> None:
     """An unchanged, unfinished model gets the one shared verdict, so polls allocate nothing."""
     assert judge(model("training"), model("training"), False, AT) is KEEP_WATCHING
     assert judge(model("training"), model("active"), False, AT) is not KEEP_WATCHING
+
+
+# -- what a failed poll means: the pure `judge_error` -----------------------------------
+
+CAP = 120.0
+
+
+def status(cls: type[hr.APIStatusError], code: int, retry_after: float | None = None) -> Exception:
+    """A status error as the client raises it for a `code` response."""
+    return cls("refused", status_code=code, retry_after=retry_after)
+
+
+A = Action
+# (error, route, 401s in a row before, action, pause, 401s in a row after)
+ERRORS = [
+    pytest.param(status(hr.NotFoundError, 404), "get", 1, A.FAIL, 0, 0, id="404 get"),
+    pytest.param(status(hr.NotFoundError, 404), "list", 0, A.ASK_EACH, 0, 0, id="404 list"),
+    pytest.param(status(hr.PermissionDeniedError, 403), "get", 0, A.FAIL, 0, 0, id="403 get"),
+    pytest.param(status(hr.PermissionDeniedError, 403), "list", 1, A.ASK_EACH, 0, 0, id="403 list"),
+    pytest.param(
+        status(hr.PermissionDeniedError, 403, 5.0), "get", 0, A.FAIL, 0, 0, id="403 wins over wait"
+    ),
+    pytest.param(status(hr.BadRequestError, 400), "get", 0, A.FAIL, 0, 0, id="400 get"),
+    pytest.param(status(hr.BadRequestError, 422), "get", 0, A.FAIL, 0, 0, id="422 get"),
+    pytest.param(status(hr.BadRequestError, 422), "list", 0, A.ASK_EACH, 0, 0, id="422 list"),
+    pytest.param(
+        hr.ResponseValidationError("bad", status_code=200), "get", 1, A.FAIL, 0, 0, id="bad get"
+    ),
+    pytest.param(
+        hr.ResponseValidationError("bad", status_code=200),
+        "list",
+        1,
+        A.RETRY,
+        0,
+        1,
+        id="list not a list",
+    ),
+    pytest.param(status(hr.AuthenticationError, 401), "get", 0, A.RETRY, 0, 1, id="first 401"),
+    pytest.param(status(hr.AuthenticationError, 401), "list", 1, A.FAIL_ALL, 0, 2, id="second 401"),
+    pytest.param(status(hr.ServerError, 500), "get", 1, A.RETRY, 0, 1, id="500"),
+    pytest.param(status(hr.ServerError, 503, 5.0), "list", 0, A.RETRY, 5.0, 0, id="503 wait"),
+    pytest.param(status(hr.RateLimitError, 429, 2.5), "get", 0, A.RETRY, 2.5, 0, id="429 wait"),
+    pytest.param(
+        status(hr.RateLimitError, 429, 86400.0), "list", 0, A.RETRY, CAP, 0, id="429 wait capped"
+    ),
+    pytest.param(status(hr.RateLimitError, 429), "get", 0, A.RETRY, 0, 0, id="429 no wait"),
+    pytest.param(status(hr.RateLimitError, 429, 0.0), "get", 0, A.RETRY, 0, 0, id="429 wait 0"),
+    pytest.param(status(hr.ConflictError, 409), "get", 0, A.RETRY, 0, 0, id="409"),
+    pytest.param(status(hr.APIStatusError, 410), "get", 0, A.RETRY, 0, 0, id="other status"),
+    pytest.param(hr.APITimeoutError("timed out"), "get", 1, A.RETRY, 0, 1, id="timeout"),
+    pytest.param(hr.APIConnectionError("reset"), "list", 0, A.RETRY, 0, 0, id="connection"),
+    pytest.param(RuntimeError("a bug"), "get", 0, A.RETRY, 0, 0, id="not ours"),
+]
+
+
+@pytest.mark.parametrize(("error", "route", "before", "action", "pause", "after"), ERRORS)
+def test_judge_error(
+    error: Exception,
+    route: Literal["get", "list"],
+    before: int,
+    action: Action,
+    pause: float,
+    after: int,
+) -> None:
+    """Refusals about the model fail it (a list asks each), 401 twice fails all, else retry."""
+    assert judge_error(error, route, before, CAP) == ErrorVerdict(action, pause, after)

@@ -237,10 +237,8 @@ async def test_retry_after_pauses_all_polling(
     connect: Connect, route: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A 429 with Retry-After stops every poll for that long, then polling resumes."""
-    pause = 0.4
-    # a wait beyond the client's patience: its request gives up, the watcher waits it out
-    policy = hr.RetryPolicy(max_retries=0, max_retry_after=pause / 2)
-    sim, client = await connect(failure_rate=0.0, client_options={"retry_policy": policy})
+    pause = 0.4  # polls are one attempt each: the watcher itself waits the pause out
+    sim, client = await connect(failure_rate=0.0)
     caplog.set_level(logging.WARNING, logger="happyrobot_async")
     models = await create(sim, client, 2 if route == "list" else 1)
     sim.reset_stats()
@@ -322,6 +320,12 @@ def simulator_in_a_thread(
     async def snapshot() -> SimulatorStats:
         return sim.stats
 
+    async def drain() -> None:  # handlers the server's shutdown left behind: end them here
+        tasks = asyncio.all_tasks() - {asyncio.current_task()}
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     def stats() -> SimulatorStats:
         return asyncio.run_coroutine_threadsafe(snapshot(), loop).result(5)
 
@@ -329,6 +333,7 @@ def simulator_in_a_thread(
         yield sim, stats
     finally:
         asyncio.run_coroutine_threadsafe(sim.close(), loop).result(5)
+        asyncio.run_coroutine_threadsafe(drain(), loop).result(5)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
         loop.close()
@@ -530,6 +535,8 @@ async def test_watcher_settings_are_checked() -> None:
         {"backoff_factor": 0.5},
         {"jitter": 1.5},
         {"queue_size": 0},
+        {"request_timeout": 0},
+        {"max_retry_after": -1},
     ):
         with pytest.raises(hr.InvalidRequestError):
             hr.TrainingWatcher(client, **bad)
