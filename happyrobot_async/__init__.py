@@ -6,7 +6,7 @@ end with one watcher, and never lose a model or train one twice.
 
 from ._config import DEFAULT_BASE_URL
 from ._handles import ChangeStream, WatchHandle
-from ._outcomes import BatchProgress, BatchReport, BatchResult, JobProgress, JobStage
+from ._outcomes import BatchPlan, BatchProgress, BatchReport, BatchResult, JobProgress, JobStage
 from ._resource import RawResponse
 from ._retry import RetryPolicy
 from ._version import __version__
@@ -28,6 +28,8 @@ from .errors import (
     JournalError,
     NotFoundError,
     PermissionDeniedError,
+    PreflightError,
+    PreflightProblem,
     RateLimitError,
     ResponseValidationError,
     ServerError,
@@ -47,6 +49,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BatchFailedError",
+    "BatchPlan",
     "BatchProgress",
     "BatchReport",
     "BatchResult",
@@ -65,6 +68,8 @@ __all__ = [
     "ModelStatus",
     "NotFoundError",
     "PermissionDeniedError",
+    "PreflightError",
+    "PreflightProblem",
     "RateLimitError",
     "RawResponse",
     "ResponseValidationError",

@@ -12,7 +12,7 @@ import attrs
 from .errors import HappyRobotError
 from .types import Model, ModelStatus, TrainingJob
 
-__all__ = ["BatchProgress", "BatchReport", "BatchResult", "JobProgress", "JobStage"]
+__all__ = ["BatchPlan", "BatchProgress", "BatchReport", "BatchResult", "JobProgress", "JobStage"]
 
 
 @attrs.frozen
@@ -26,6 +26,18 @@ class BatchResult:
     error: HappyRobotError | None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    attempts: int = 0
+    """POSTs ever sent for this job, over every run (resends and retries included)."""
+    history: tuple[str, ...] = ()
+    """Every model id the job ever had, oldest first (a retry adds one)."""
+    created_at: datetime | None = None
+    """When its model was created (confirmed, or found by a lookup), on our clock."""
+    pending_seconds: float | None = None
+    """From created to training (or to the end, if training was never seen)."""
+    training_seconds: float | None = None
+    """From training to the end."""
+    open: bool = False
+    """True when the job is not finished: a rerun with the journal takes it up again."""
 
     @property
     def ok(self) -> bool:
@@ -38,6 +50,8 @@ class BatchReport:
     """One result per job, in input order."""
 
     results: tuple[BatchResult, ...]
+    removed: tuple[str, ...] = ()
+    """Jobs the journal knows that the job list no longer holds (labels): left alone."""
 
     @property
     def ok(self) -> bool:
@@ -66,6 +80,8 @@ class JobStage(enum.StrEnum):
 
     QUEUED = "queued"
     """Waiting for a create slot."""
+    RETRYING = "retrying"
+    """Backing off after a transient failure; it is sent again (until the deadline)."""
     SUBMITTING = "submitting"
     """Its create is being sent (and settled, if ambiguous)."""
     WATCHING = "watching"
@@ -88,6 +104,19 @@ class JobProgress:
     error: str | None = None
     started: float | None = None
     finished: float | None = None
+    attempts: int = 0
+    """POSTs ever sent for this job (see `BatchResult.attempts`)."""
+    history: list[str] = attrs.Factory(list)
+    """Every model id the job ever had, oldest first."""
+    created_at: datetime | None = None
+    training_at: datetime | None = None
+    finished_at: datetime | None = None
+    open: bool = True
+    """False once the job is finished for good (a terminal model, or a refused create)."""
+
+    def durations(self) -> tuple[float | None, float | None]:
+        """Seconds pending and training, as far as they were seen."""
+        return durations(self.created_at, self.training_at, self.finished_at)
 
     @property
     def state(self) -> str:
@@ -117,6 +146,46 @@ class BatchProgress:
     def finished(self) -> int:
         """Jobs that will change no more."""
         return sum(job.finished is not None for job in self.jobs)
+
+
+@attrs.frozen
+class BatchPlan:
+    """What a run would do (`run_batch(..., dry_run=True)`): each list holds job labels."""
+
+    create: tuple[str, ...] = ()
+    """Never sent: a model will be created."""
+    reconcile: tuple[str, ...] = ()
+    """Sent by an earlier run, never confirmed: looked up first, created only if not found."""
+    watch: tuple[str, ...] = ()
+    """Created by an earlier run: watched to the end, never created again."""
+    retry: tuple[str, ...] = ()
+    """Finished failed or refused, and asked to retry: a new model will be created."""
+    done: tuple[str, ...] = ()
+    """Finished: nothing is sent for them."""
+    removed: tuple[str, ...] = ()
+    """In the journal, not in the job list: left alone."""
+
+    def counts(self) -> dict[str, int]:
+        """How many jobs in each list."""
+        names = ("create", "reconcile", "watch", "retry", "done", "removed")
+        return {name: len(getattr(self, name)) for name in names}
+
+
+def durations(
+    created: datetime | None, training: datetime | None, finished: datetime | None
+) -> tuple[float | None, float | None]:
+    """Seconds pending (created to training, or to the end) and training (to the end)."""
+    if created is None:
+        return None, None
+    pending_end = training or finished
+    pending = _seconds(created, pending_end) if pending_end is not None else None
+    if training is None or finished is None:
+        return pending, None
+    return pending, _seconds(training, finished)
+
+
+def _seconds(start: datetime, end: datetime) -> float:
+    return max(0.0, (end - start).total_seconds())
 
 
 def _outcome(result: BatchResult) -> str:

@@ -1,43 +1,74 @@
-"""`run_batch`: validate every job, create each once, watch all to the end, report in order.
+"""`run_batch`: validate every job, preflight, create each once, watch all, report in order.
 
 With a journal, a batch survives being killed at any moment: rerun it with the
-same jobs and journal and it skips finished jobs, re-watches created models,
-and reconciles jobs whose POST was sent but never confirmed before creating
-anything, so every job ends with exactly one model.
+same journal and it skips finished jobs, re-watches created models, and
+reconciles jobs whose POST was sent but never confirmed before creating
+anything, so every job ends with exactly one model (plus one per retry asked
+for). Jobs are matched to the journal by identity (`key`, else use case and
+name), so the job list may change between runs. The per-job rules (what closes
+a job, what is retried) are `_batch_runner`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import os
-import time
-from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, overload
 
-from ._jobs import validate_jobs
-from ._logging import log
-from ._outcomes import BatchProgress, BatchReport, BatchResult, JobProgress, JobStage
-from ._serde import converter
-from .errors import (
-    BadRequestError,
-    BatchFailedError,
-    HappyRobotError,
-    InvalidRequestError,
-    NotFoundError,
-)
+from ._batch_runner import OnChange, OnResult, Runner
+from ._jobs import job_id, validate_jobs
+from ._journal_state import JobState
+from ._outcomes import BatchPlan, BatchProgress, BatchReport, JobProgress
+from ._preflight import preflight
+from .errors import BatchFailedError, InvalidRequestError, JournalError
 from .journal import Journal
-from .types import Model, StatusChange, TrainingJob
-from .watcher import TrainingWatcher
+from .types import TrainingJob
 
 if TYPE_CHECKING:
     from .client import HappyRobotClient
 
 __all__ = ["run_batch"]
 
-OnChange = Callable[[StatusChange], Any]
-OnResult = Callable[[BatchResult], object]
+
+@overload
+async def run_batch(
+    client: HappyRobotClient,
+    jobs: Sequence[TrainingJob | Mapping[str, Any]],
+    *,
+    concurrency: int = ...,
+    journal: str | os.PathLike[str] | Journal | None = ...,
+    raise_on_failure: bool = ...,
+    on_change: OnChange | None = ...,
+    on_result: OnResult | None = ...,
+    progress: BatchProgress | None = ...,
+    poll_interval: float = ...,
+    max_poll_interval: float = ...,
+    retry_failed: bool = ...,
+    retry_errors: bool = ...,
+    deadline: float | None = ...,
+    dry_run: Literal[False] = ...,
+) -> BatchReport: ...
+
+
+@overload
+async def run_batch(
+    client: HappyRobotClient,
+    jobs: Sequence[TrainingJob | Mapping[str, Any]],
+    *,
+    concurrency: int = ...,
+    journal: str | os.PathLike[str] | Journal | None = ...,
+    raise_on_failure: bool = ...,
+    on_change: OnChange | None = ...,
+    on_result: OnResult | None = ...,
+    progress: BatchProgress | None = ...,
+    poll_interval: float = ...,
+    max_poll_interval: float = ...,
+    retry_failed: bool = ...,
+    retry_errors: bool = ...,
+    deadline: float | None = ...,
+    dry_run: Literal[True],
+) -> BatchPlan: ...
 
 
 async def run_batch(
@@ -45,15 +76,28 @@ async def run_batch(
     jobs: Sequence[TrainingJob | Mapping[str, Any]],
     *,
     concurrency: int = 16,
-    journal: str | os.PathLike[str] | None = None,
+    journal: str | os.PathLike[str] | Journal | None = None,
     raise_on_failure: bool = False,
     on_change: OnChange | None = None,
     on_result: OnResult | None = None,
     progress: BatchProgress | None = None,
     poll_interval: float = 2.0,
     max_poll_interval: float = 30.0,
-) -> BatchReport:
+    retry_failed: bool = False,
+    retry_errors: bool = False,
+    deadline: float | None = None,
+    dry_run: bool = False,
+) -> BatchReport | BatchPlan:
     """Create and train every job (at most `concurrency` creates at once); report each.
+
+    Before any create, a preflight checks the key, the base URL, each use case
+    and each `from_model_id` (`PreflightError` lists every problem). `journal`
+    is a path (locked for this run; `JournalError` if another runner holds it)
+    or a `Journal` already open (then the caller closes it). `retry_failed`
+    creates a new model for jobs the journal had finished `failed`;
+    `retry_errors` retries jobs whose create was refused. Transient failures
+    are retried with a backoff until `deadline` (seconds from now; None: while
+    the run lasts). `dry_run=True` sends no POST: it returns the `BatchPlan`.
 
     `on_change` gets every status change; `on_result` gets each job's `BatchResult`
     as soon as that job ends in this run (jobs the journal already had finished are
@@ -62,155 +106,130 @@ async def run_batch(
     checked = validate_jobs(jobs)
     if concurrency < 1:
         raise InvalidRequestError("concurrency", "must be at least 1")
-    book = Journal.open(journal, checked) if journal is not None else None
-    progress = progress if progress is not None else BatchProgress()
-    progress.jobs[:] = [JobProgress(job) for job in checked]
-    runner = _Runner(client, checked, book, progress, asyncio.Semaphore(concurrency))
-    runner.user_on_change, runner.on_result = on_change, on_result
+    if deadline is not None and not deadline > 0:
+        raise InvalidRequestError("deadline", "must be > 0 seconds")
+    book, owned = await _open(journal, checked, readonly=dry_run)
     try:
-        async with client.watcher(
-            poll_interval=poll_interval,
-            max_poll_interval=max_poll_interval,
-            on_change=runner.on_change,
-        ) as watcher:
-            runner.watcher = watcher
-            async with asyncio.TaskGroup() as group:
-                for index in range(len(checked)):
-                    group.create_task(runner.run(index))
+        plan, kinds = _plan(book, checked, retry_failed=retry_failed, retry_errors=retry_errors)
+        await _preflight(client, checked, kinds, concurrency)
+        if dry_run:
+            return plan
+        progress = progress if progress is not None else BatchProgress()
+        progress.jobs[:] = [JobProgress(job) for job in checked]
+        runner = Runner(client, checked, book, progress, concurrency=concurrency, deadline=deadline)
+        runner.user_on_change, runner.on_result = on_change, on_result
+        await _run(runner, kinds, poll_interval, max_poll_interval)
     finally:
-        if book is not None:
+        if owned:
             book.close()
-    report = BatchReport(tuple(runner.results[i] for i in range(len(checked))))
+    report = BatchReport(tuple(runner.results[i] for i in range(len(checked))), plan.removed)
     if raise_on_failure and not report.ok:
         raise BatchFailedError(report)
     return report
 
 
-class _Runner:
-    """The state of one `run_batch` call, shared by its per-job tasks."""
+async def _open(
+    journal: str | os.PathLike[str] | Journal | None,
+    jobs: list[TrainingJob],
+    *,
+    readonly: bool,
+) -> tuple[Journal, bool]:
+    """The journal to run with, and whether this run owns (closes) it.
 
-    def __init__(
-        self,
-        client: HappyRobotClient,
-        jobs: list[TrainingJob],
-        journal: Journal | None,
-        progress: BatchProgress,
-        slots: asyncio.Semaphore,
-    ) -> None:
-        self.client = client
-        self.jobs = jobs
-        self.journal = journal
-        self.progress = progress
-        self.user_on_change: OnChange | None = None
-        self.on_result: OnResult | None = None
-        self.slots = slots
-        self.results: dict[int, BatchResult] = {}
-        self.job_of_model: dict[str, int] = {}
-        self.watcher: TrainingWatcher | None = None
+    Replaying a large journal is file work: it runs on a thread, off the event loop.
+    """
+    if journal is None:
+        return Journal.memory(), True
+    if isinstance(journal, Journal):
+        return journal, False
+    opening = asyncio.get_running_loop().run_in_executor(
+        None, lambda: Journal.open(journal, jobs, readonly=readonly)
+    )
+    try:
+        return await asyncio.shield(opening), True
+    except asyncio.CancelledError:
+        opening.add_done_callback(_close_unwanted)
+        raise
 
-    async def run(self, index: int) -> None:
-        job, row = self.jobs[index], self.progress.jobs[index]
-        state = self.journal.states[index] if self.journal is not None else None
-        if state is not None and state.done:
-            self._finish_from_journal(index)
-            return
-        row.started = time.monotonic()
-        started_at = datetime.now(UTC)
-        try:
-            if state is not None and state.model_id is not None:  # created by an earlier run
-                target: Model | str = state.model_id
-                row.model_status = state.status
-            else:
-                row.stage = JobStage.SUBMITTING
-                async with self.slots:
-                    target = await self._create(index)
-                row.model_status = target.raw_status
-            row.stage = JobStage.WATCHING
-            row.model_id = target if isinstance(target, str) else target.id
-            self.job_of_model[row.model_id] = index
-            assert self.watcher is not None, "run_batch enters the watcher before any job runs"
-            final = await self.watcher.track(target)
-        except HappyRobotError as exc:
-            self._fail(index, exc, started_at)
-            return
-        row.stage, row.model_status = JobStage.FINISHED, final.raw_status
-        row.finished = time.monotonic()
-        if self.journal is not None:
-            self.journal.done(index, converter.unstructure(final), None)
-        self._ended(BatchResult(index, job, final, final.status, None, started_at, _now()))
 
-    async def _create(self, index: int) -> Model:
-        job = self.jobs[index]
-        state = self.journal.states[index] if self.journal is not None else None
-        if state is not None and state.intent_at is not None:
-            found = await self.client.models._find_created(job, state.intent_at)
-            if found is not None:
-                log.info(
-                    "job %s: found model %s from an earlier run",
-                    job.label,
-                    found.id,
-                    extra=_fields(job, found.id),
-                )
-                self._created(index, found)
-                return found
-        if self.journal is not None:
-            self.journal.intent(index)
-        model = await self.client.models._create(job)
-        self._created(index, model)
-        return model
+def _close_unwanted(opening: asyncio.Future[Journal]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result().close()
 
-    def _created(self, index: int, model: Model) -> None:
-        if self.journal is not None:
-            self.journal.created(index, model.id)
 
-    def on_change(self, change: StatusChange) -> Any:
-        index = self.job_of_model.get(change.model.id)
-        if index is not None:
-            self.progress.jobs[index].model_status = change.model.raw_status
-            if self.journal is not None:
-                self.journal.status(index, change.model.id, change.model.raw_status)
-        if self.user_on_change is None:
-            return None
-        outcome = self.user_on_change(change)
-        return outcome if inspect.isawaitable(outcome) else None
+def _plan(
+    journal: Journal, jobs: list[TrainingJob], *, retry_failed: bool, retry_errors: bool
+) -> tuple[BatchPlan, list[str]]:
+    """What each job needs (create, reconcile, watch, retry or done), and the plan of it all."""
+    kinds = [_kind(journal.states.get(job_id(job)), retry_failed, retry_errors) for job in jobs]
+    lists: dict[str, list[str]] = {k: [] for k in ("create", "reconcile", "watch", "retry", "done")}
+    for job, kind in zip(jobs, kinds, strict=True):
+        lists[kind].append(job.label)
+    plan = BatchPlan(
+        **{name: tuple(labels) for name, labels in lists.items()},
+        removed=tuple(journal.removed(jobs)),
+    )
+    return plan, kinds
 
-    def _fail(self, index: int, exc: HappyRobotError, started_at: datetime) -> None:
-        row = self.progress.jobs[index]
-        row.stage, row.error, row.finished = JobStage.ERROR, str(exc), time.monotonic()
-        job = self.jobs[index]  # reported in the job's result: INFO, not WARNING
-        log.info("job %s failed: %s", job.label, exc, extra=_fields(job, row.model_id))
-        # Only a refusal of the create (400/404/422) proves no model exists; anything
-        # else stays open in the journal, so a rerun reconciles or re-watches, never
-        # re-creates, and a wrong key or URL on one run is not made permanent.
-        refused = isinstance(exc, BadRequestError | NotFoundError) and row.model_id is None
-        if self.journal is not None and refused:
-            self.journal.done(index, None, str(exc))
-        self._ended(BatchResult(index, self.jobs[index], None, None, exc, started_at, _now()))
 
-    def _ended(self, result: BatchResult) -> None:
-        self.results[result.index] = result
-        if self.on_result is not None:
-            self.on_result(result)
+def _kind(state: JobState | None, retry_failed: bool, retry_errors: bool) -> str:
+    if state is None:
+        return "create"
+    if state.done:
+        if (retry_failed and state.failed) or (retry_errors and state.refused):
+            return "retry"
+        return "done"
+    if state.model_id is not None:
+        return "watch"
+    return "reconcile" if state.sent_at is not None else "create"
 
-    def _finish_from_journal(self, index: int) -> None:
-        assert self.journal is not None
-        state, row = self.journal.states[index], self.progress.jobs[index]
-        model = converter.structure(state.final_model, Model) if state.final_model else None
-        row.model_id = model.id if model is not None else state.model_id
-        if model is None:
-            row.stage = JobStage.ERROR
+
+async def _preflight(
+    client: HappyRobotClient, jobs: list[TrainingJob], kinds: list[str], concurrency: int
+) -> None:
+    """Preflight the use cases of every job with work to do, and the models to clone."""
+    use_cases: dict[str, list[str]] = {}
+    sources: dict[str, list[str]] = {}
+    for job, kind in zip(jobs, kinds, strict=True):
+        if kind == "done":
+            continue
+        use_cases.setdefault(job.use_case_id, []).append(job.label)
+        if kind != "watch":
+            sources.setdefault(job.from_model_id, []).append(job.label)
+    if use_cases:
+        await preflight(client, use_cases, sources, concurrency=concurrency)
+
+
+async def _run(
+    runner: Runner, kinds: list[str], poll_interval: float, max_poll_interval: float
+) -> None:
+    """Finish the journal's done jobs at once; run the others under one watcher."""
+    todo = []
+    for index, kind in enumerate(kinds):
+        if kind == "done":
+            runner.finish_from_journal(index)
         else:
-            row.stage, row.model_status = JobStage.FINISHED, model.raw_status
-        row.error = state.error
-        row.started = row.finished = time.monotonic()
-        error = HappyRobotError(state.error) if state.error else None
-        status = model.status if model is not None else None
-        self.results[index] = BatchResult(index, self.jobs[index], model, status, error)
+            todo.append(index)
+    if not todo:
+        return
+    async with runner.client.watcher(
+        poll_interval=poll_interval,
+        max_poll_interval=max_poll_interval,
+        on_change=runner.on_change,
+    ) as watcher:
+        runner.watcher = watcher
+        try:
+            async with asyncio.TaskGroup() as group:
+                for index in todo:
+                    group.create_task(runner.run(index, kinds[index]))
+        except BaseExceptionGroup as group:
+            broken = group.subgroup(JournalError)
+            if broken is None:
+                raise
+            raise _first(broken) from None
 
 
-def _fields(job: TrainingJob, model_id: str | None) -> dict[str, object]:
-    return {"job_key": job.key, "use_case_id": job.use_case_id, "model_id": model_id}
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
+def _first(group: BaseExceptionGroup[JournalError]) -> JournalError:
+    """The first error of a (nested) group: a broken journal is reported once."""
+    error = group.exceptions[0]
+    return _first(error) if isinstance(error, BaseExceptionGroup) else error

@@ -31,6 +31,8 @@ __all__ = [
     "JournalError",
     "NotFoundError",
     "PermissionDeniedError",
+    "PreflightError",
+    "PreflightProblem",
     "RateLimitError",
     "ResponseValidationError",
     "ServerError",
@@ -239,6 +241,31 @@ class WatcherClosedError(HappyRobotError):
 
 class JournalError(HappyRobotError):
     """A batch journal cannot be used: corrupt, from another job list, or a newer format."""
+
+
+@attrs.frozen
+class PreflightProblem:
+    """One setup mistake found before a batch sent anything: what is wrong, and where."""
+
+    message: str
+    url: str
+    """The request that showed it (`GET https://.../models?use_case_id=...`)."""
+    jobs: tuple[str, ...] = ()
+    """The jobs it would break (their labels), when it concerns some jobs only."""
+
+    def __str__(self) -> str:
+        shown = ", ".join(self.jobs[:5]) + (", ..." if len(self.jobs) > 5 else "")
+        affected = f" (job(s) {shown})" if self.jobs else ""
+        return f"{self.message}{affected}: {self.url}"
+
+
+class PreflightError(HappyRobotError):
+    """A batch's preflight failed; nothing was created. `problems` lists every one found."""
+
+    def __init__(self, problems: list[PreflightProblem] | tuple[PreflightProblem, ...]) -> None:
+        listed = "".join(f"\n  {problem}" for problem in problems)
+        super().__init__(f"preflight: {len(problems)} problem(s), no model was created:{listed}")
+        self.problems = tuple(problems)
 
 
 class AmbiguousCreateError(HappyRobotError):

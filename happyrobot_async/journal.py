@@ -1,173 +1,159 @@
 """A durable, append-only JSONL journal of a batch, so a rerun after a crash loses nothing.
 
-One record per line, each with a version `v` and a `type`:
+Jobs are named by identity (`key`, else use case and name), so the jobs file may
+grow, shrink or be reordered between runs; a job changed after its create was
+sent is refused by name. One runner at a time holds a journal (an OS lock);
+lines are appended and fsynced on a thread of their own, in groups, and an
+intent is on disk before its POST leaves. The line formats are in
+`_journal_records`, the file handling in `_journal_io`.
 
-- `header`: the fingerprint of the job list, so a journal is never replayed
-  against other jobs;
-- `intent`: about to POST job N (written and fsynced *before* the request);
-- `created`: job N is model M (fsynced as soon as the POST returns);
-- `status`: model M of job N changed status;
-- `done`: job N is finished: its final model, or the error that ended it.
-
-Records are strict (unknown keys refused). A torn last line, left by a crash
-mid-write, is dropped; any other bad line is an error naming its number.
+Replay rebuilds each job's `JobState`: its attempts, its history (every model
+id it ever had) and the times of its current attempt. A torn last line (a crash
+mid-write) is dropped; any other bad line is a `JournalError` naming its number.
+Journals written by v0.1 are upgraded in place, for the job list they were for.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import asyncio
 import os
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any
 
-import attrs
-import cattrs
-
-from ._serde import converter
+from ._jobs import JobId, content_digest, job_id
+from ._journal_io import Appender, JournalLock, read_lines, rewrite
+from ._journal_records import Record, encode, jobs_fingerprint, migrate_v1, parse
+from ._journal_state import JobState, refuse_changed, replay
 from .errors import JournalError
 from .types import TrainingJob
 
 __all__: list[str] = []
 
-VERSION: Final = 1
 
-
-@attrs.frozen(kw_only=True)
-class _Header:
-    v: int
-    type: Literal["header"]
-    fingerprint: str
-    jobs: int
-
-
-@attrs.frozen(kw_only=True)
-class _Intent:
-    v: int
-    type: Literal["intent"]
-    job: int
-    at: datetime
-
-
-@attrs.frozen(kw_only=True)
-class _Created:
-    v: int
-    type: Literal["created"]
-    job: int
-    model_id: str
-
-
-@attrs.frozen(kw_only=True)
-class _Status:
-    v: int
-    type: Literal["status"]
-    job: int
-    model_id: str
-    status: str
-
-
-@attrs.frozen(kw_only=True)
-class _Done:
-    v: int
-    type: Literal["done"]
-    job: int
-    model: dict[str, Any] | None
-    error: str | None
-
-
-_Record = _Header | _Intent | _Created | _Status | _Done
-_RECORD_TYPES: Final[dict[str, type[_Record]]] = {
-    "header": _Header,
-    "intent": _Intent,
-    "created": _Created,
-    "status": _Status,
-    "done": _Done,
-}
-
-
-@attrs.define
-class JobState:
-    """What the journal says about one job."""
-
-    intent_at: datetime | None = None
-    """When the first unconfirmed POST for this job started (None: never sent)."""
-    model_id: str | None = None
-    status: str | None = None
-    done: bool = False
-    final_model: dict[str, Any] | None = None
-    error: str | None = None
-
-
-def jobs_fingerprint(jobs: Sequence[TrainingJob]) -> str:
-    """A digest of the job list, stable across runs and machines."""
-    canonical = json.dumps(
-        [converter.unstructure(job) for job in jobs], sort_keys=True, separators=(",", ":")
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()
+_RESOLVED: Future[None] = Future()
+_RESOLVED.set_result(None)
 
 
 class Journal:
-    """The journal file of one batch: replay it with `open`, then append as the batch runs."""
+    """The journal of one batch: replay it with `open`, then record as the batch runs."""
 
-    def __init__(self, path: Path, states: list[JobState], fingerprint: str) -> None:
+    def __init__(
+        self,
+        path: Path | None,
+        states: dict[JobId, JobState],
+        appender: Appender | None = None,
+        lock: JournalLock | None = None,
+    ) -> None:
         self.path = path
         self.states = states
-        self.fingerprint = fingerprint
-        self._file = path.open("a", encoding="utf-8")
+        """Every job the journal knows, by identity (jobs no longer in the list too)."""
+        self._appender = appender
+        self._lock = lock
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], jobs: Sequence[TrainingJob]) -> Journal:
-        """Replay `path` (if it exists) for `jobs`; refuse a journal of another job list."""
+    def memory(cls) -> Journal:
+        """A journal kept in memory only (a batch run without one)."""
+        return cls(None, {})
+
+    @classmethod
+    def open(
+        cls, path: str | os.PathLike[str], jobs: Sequence[TrainingJob], *, readonly: bool = False
+    ) -> Journal:
+        """Lock and replay `path` (created if missing) for `jobs`; `JournalError` if unusable.
+
+        `readonly` (a dry run) changes nothing on disk: a missing journal is not created.
+        """
         path = Path(path)
-        fingerprint = jobs_fingerprint(jobs)
-        states = [JobState() for _ in jobs]
-        records = _read(path) if path.exists() else []
-        if records:
-            header = records[0]
-            if not isinstance(header, _Header):
-                raise JournalError(f"{path}: line 1 is not a journal header")
-            if header.fingerprint != fingerprint or header.jobs != len(jobs):
-                raise JournalError(
-                    f"{path} belongs to a different job list ({header.jobs} jobs); "
-                    "use the jobs it was written for, or another journal path"
-                )
-            for number, record in enumerate(records[1:], start=2):
-                if not _apply(record, states):
-                    raise JournalError(f"{path}: line {number} does not fit this job list")
-        journal = cls(path, states, fingerprint)
-        if not records:
-            journal._write(
-                _Header(v=VERSION, type="header", fingerprint=fingerprint, jobs=len(jobs)),
-                sync=True,
-            )
-        return journal
+        if readonly and not path.exists():
+            if not path.parent.is_dir():
+                raise JournalError(f"cannot use journal {path}: its folder does not exist")
+            return cls(path, {})
+        try:
+            lock = JournalLock.acquire(path)
+        except OSError as exc:
+            raise JournalError(f"cannot use journal {path}: {exc.strerror or exc}") from None
+        try:
+            records, upgraded = _load(path, jobs, repair=not readonly)
+            states = replay(records)
+            refuse_changed(path, states, jobs)
+            if readonly:
+                return cls(path, states, None, lock)
+            if upgraded is not None:
+                rewrite(path, upgraded)
+            appender = Appender(path)
+            if upgraded is None and not records and not _has_header(path):
+                header = {"type": "header", "at": _now()}
+                future = appender.append(encode(header), durable=True)
+                assert future is not None
+                future.result()
+            return cls(path, states, appender, lock)
+        except OSError as exc:
+            lock.release()
+            raise JournalError(f"cannot use journal {path}: {exc.strerror or exc}") from None
+        except BaseException:
+            lock.release()
+            raise
 
-    def intent(self, job: int) -> datetime:
-        """Record, durably, that job `job` is about to be POSTed; return the time noted."""
-        at = datetime.now(UTC)
-        self._write(_Intent(v=VERSION, type="intent", job=job, at=at), sync=True)
-        state = self.states[job]
-        if state.intent_at is None:
-            state.intent_at = at
-        return at
+    def state(self, job: TrainingJob) -> JobState:
+        """The state of `job` (a fresh one if the journal has never seen it)."""
+        identity = job_id(job)
+        state = self.states.get(identity)
+        if state is None:
+            state = self.states[identity] = JobState(identity)
+        return state
 
-    def created(self, job: int, model_id: str) -> None:
-        """Record, durably, that job `job` created model `model_id`."""
-        self._write(_Created(v=VERSION, type="created", job=job, model_id=model_id), sync=True)
-        self.states[job].model_id = model_id
+    def removed(self, jobs: Iterable[TrainingJob]) -> list[str]:
+        """Labels of the jobs the journal knows that `jobs` no longer holds."""
+        current = {job_id(job) for job in jobs}
+        return [state.label for key, state in self.states.items() if key not in current]
 
-    def status(self, job: int, model_id: str, status: str) -> None:
-        """Record a status change (flushed, not fsynced: the watcher can see it again)."""
-        self._write(_Status(v=VERSION, type="status", job=job, model_id=model_id, status=status))
-        self.states[job].status = status
+    @property
+    def fsyncs(self) -> int:
+        """fsyncs made so far by this journal's writer."""
+        return self._appender.fsyncs if self._appender is not None else 0
 
-    def done(self, job: int, model: dict[str, Any] | None, error: str | None) -> None:
-        """Record, durably, that job `job` is finished."""
-        self._write(_Done(v=VERSION, type="done", job=job, model=model, error=error), sync=True)
-        state = self.states[job]
-        state.done, state.final_model, state.error = True, model, error
+    def intent(self, job: TrainingJob) -> Future[None]:
+        """Record that `job` is about to be POSTed; the future resolves once it is on disk."""
+        record = {"type": "intent", "at": _now(), "content": content_digest(job)}
+        return self._record(job, record, durable=True)
+
+    def created(self, job: TrainingJob, model_id: str) -> Future[None]:
+        """Record that `job` created (or a lookup found) model `model_id`."""
+        return self._record(job, {"type": "created", "model_id": model_id, "at": _now()})
+
+    def status(
+        self, job: TrainingJob, model_id: str, status: str, at: datetime | None = None
+    ) -> None:
+        """Record a status change (not fsynced on its own: the watcher can see it again)."""
+        record = {"type": "status", "model_id": model_id, "status": status, "at": at or _now()}
+        self._record(job, record, durable=False)
+
+    def done(
+        self, job: TrainingJob, model: dict[str, Any] | None, error: str | None
+    ) -> Future[None]:
+        """Record that `job` is finished: its terminal model, or the refusal that proved none."""
+        return self._record(job, {"type": "done", "model": model, "error": error, "at": _now()})
+
+    async def wait(self, future: Future[None]) -> None:
+        """Wait until a record is on disk; a failed write is a `JournalError` (nothing lost)."""
+        if future is _RESOLVED:
+            return
+        try:
+            await asyncio.wrap_future(future)
+        except OSError as exc:
+            raise _broken(self.path, exc) from None
+
+    def _record(self, job: TrainingJob, record: Record, *, durable: bool = True) -> Future[None]:
+        state = self.state(job)
+        record = {"type": record.pop("type"), "job": state.identity, **record}
+        state.apply(record)
+        if self._appender is None:
+            return _RESOLVED
+        future = self._appender.append(encode(record), durable=durable)
+        return future if future is not None else _RESOLVED
 
     def __enter__(self) -> Journal:
         return self
@@ -176,83 +162,93 @@ class Journal:
         self.close()
 
     def close(self) -> None:
-        """Flush and close the file."""
-        if not self._file.closed:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
-
-    def _write(self, record: _Record, *, sync: bool = False) -> None:
-        line = json.dumps(converter.unstructure(record), separators=(",", ":"))
-        self._file.write(line + "\n")
-        self._file.flush()
-        if sync:
-            os.fsync(self._file.fileno())
-
-
-def _read(path: Path) -> list[_Record]:
-    """Parse every line; drop a torn last line (and cut it from the file)."""
-    raw = path.read_bytes()
-    lines = raw.split(b"\n")
-    torn = lines.pop()  # after the last newline: "" unless the last write was torn
-    records: list[_Record] = []
-    for number, line in enumerate(lines, start=1):
+        """Write out what is queued, fsync, close, and release the lock."""
         try:
-            records.append(_parse(line))
-        except (ValueError, cattrs.BaseValidationError) as exc:
-            raise JournalError(f"{path}: line {number} is corrupt ({_why(exc)})") from exc
-    if torn:
-        with path.open("r+b") as file:
-            file.truncate(len(raw) - len(torn))
-    return records
+            if self._appender is not None:
+                self._appender.close()
+        except OSError as exc:
+            raise _broken(self.path, exc) from None
+        finally:
+            if self._lock is not None:
+                self._lock.release()
 
 
-def _parse(line: bytes) -> _Record:
-    data = json.loads(line)
-    if not isinstance(data, dict):
-        raise ValueError("not a JSON object")
-    if data.get("v") != VERSION:
-        raise ValueError(f"unsupported journal version {data.get('v')!r}")
-    cls = _RECORD_TYPES.get(data.get("type"))  # type: ignore[arg-type]
-    if cls is None:
-        raise ValueError(f"unknown record type {data.get('type')!r}")
-    record: _Record = converter.structure(data, cls)
-    return record
+def _load(
+    path: Path, jobs: Sequence[TrainingJob], *, repair: bool
+) -> tuple[list[Record], list[bytes] | None]:
+    """The journal's records (as version 2), and the lines to rewrite it with if upgraded."""
+    if not path.exists():
+        return [], None
+    parsed: list[tuple[int, Record]] = []
+    for number, line in enumerate(read_lines(path, repair=repair, complete=_whole), start=1):
+        if line.strip():
+            try:
+                parsed.append((number, parse(line)))
+            except ValueError as exc:
+                raise JournalError(f"journal {path}: line {number} is not valid: {exc}") from None
+    if not parsed:
+        return [], None
+    first, header = parsed[0]
+    if header["type"] != "header":
+        raise JournalError(f"journal {path}: line {first} is not a journal header")
+    for number, record in parsed[1:]:
+        if record["type"] == "header" or record["v"] != header["v"]:
+            raise JournalError(
+                f"journal {path}: line {number} is not valid: a version {record['v']} "
+                f"{record['type']} record in a version {header['v']} journal"
+            )
+    if header["v"] == 2:
+        return [record for _, record in parsed[1:]], None
+    if header["fingerprint"] != jobs_fingerprint(jobs) or header["jobs"] != len(jobs):
+        raise JournalError(
+            f"journal {path} was written by happyrobot-async 0.1, which names jobs by their "
+            f"position: it opens only with the {header['jobs']}-job list it was written for, "
+            "and these jobs differ. Run it once with that jobs file to upgrade it; from then "
+            "on, jobs may be added, removed or reordered"
+        )
+    try:
+        records = migrate_v1(parsed[1:], jobs)
+    except ValueError as exc:
+        raise JournalError(f"journal {path}: {exc}") from None
+    lines = [encode({"type": "header", "at": _now()}), *(encode(r) for r in records)]
+    return records, lines
 
 
-def _apply(record: _Record, states: list[JobState]) -> bool:
-    """Fold one record into the job states; False if it cannot belong to them."""
-    if isinstance(record, _Header) or not 0 <= record.job < len(states):
+def _whole(line: bytes) -> bool:
+    try:
+        parse(line)
+    except ValueError:
         return False
-    state = states[record.job]
-    if isinstance(record, _Intent):
-        if state.intent_at is None and state.model_id is None:
-            state.intent_at = record.at
-    elif isinstance(record, _Created):
-        state.model_id = record.model_id
-    elif isinstance(record, _Status):
-        state.model_id, state.status = record.model_id, record.status
-    else:
-        state.done, state.final_model, state.error = True, record.model, record.error
     return True
 
 
-def _why(exc: Exception) -> str:
-    if isinstance(exc, cattrs.BaseValidationError):
-        return "; ".join(cattrs.transform_error(exc))
-    return str(exc)
+def _has_header(path: Path) -> bool:
+    return path.exists() and bool(path.read_bytes().strip())
 
 
-def states_summary(states: Iterable[JobState]) -> dict[str, int]:
-    """Counts of jobs by journal state: done, created (watching), sent (unconfirmed), new."""
+def _broken(path: Path | None, exc: OSError) -> JournalError:
+    return JournalError(
+        f"cannot write journal {path}: {exc.strerror or exc}; nothing is lost: "
+        "free the space (or fix the permissions) and rerun the same command to resume"
+    )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def states_summary(journal: Journal, jobs: Sequence[TrainingJob]) -> dict[str, int]:
+    """Jobs by journal state: done, created (to watch), sent (unconfirmed), new; and removed."""
     summary = {"done": 0, "created": 0, "sent": 0, "new": 0}
-    for state in states:
-        if state.done:
+    for job in jobs:
+        state = journal.states.get(job_id(job))
+        if state is not None and state.done:
             summary["done"] += 1
-        elif state.model_id:
+        elif state is not None and state.model_id:
             summary["created"] += 1
-        elif state.intent_at:
+        elif state is not None and state.sent_at:
             summary["sent"] += 1
         else:
             summary["new"] += 1
+    summary["removed"] = len(journal.removed(jobs))
     return summary

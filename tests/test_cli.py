@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from conftest import wait_until
+from test_batch import ghost
 
 from happyrobot_async import cli
 from happyrobot_async.testing import Simulator
@@ -23,7 +24,7 @@ from happyrobot_async.testing.pytest_plugin import SimulatorFactory
 Run = Callable[..., Awaitable[tuple[int, str, str]]]
 SAMPLES = {"train_sample_ids": ["a" * 24, "b" * 24], "test_sample_ids": ["c" * 24]}
 CHANGE_LINE = re.compile(
-    r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ (?P<name>.+) (?P<id>[0-9a-f]{24}) "
+    r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ (?P<job>\S+) (?P<name>.+) (?P<id>[0-9a-f]{24}) "
     r"(?P<previous>new|pending|training|active|failed) -> (?P<current>\w+)$"
 )
 
@@ -154,7 +155,8 @@ async def test_list_filters_and_outputs(sim: Simulator, run: Run) -> None:
     assert (code, out) == (0, "No models.\n")
     code, out, _ = await run("list", "--use-case-id", use_case, "--status", "active")
     assert code == 0
-    assert out.splitlines()[0].split() == ["ID", "STATUS", "TRAINABLE", "CREATED", "NAME"]
+    header = ["ID", "STATUS", "TRAINABLE", "CREATED", "USE", "CASE", "NAME"]
+    assert out.splitlines()[0].split() == header
     assert len(out.splitlines()) == 1 + len(sim.base_model_ids(use_case))
 
 
@@ -181,10 +183,10 @@ async def test_wait_exit_code_follows_the_final_status(
     assert json.loads(out)["status"] == status == sim.get_model(model_id).status
 
 
-async def test_wait_timeout_exits_1(
+async def test_wait_timeout_exits_3(
     simulator_factory: SimulatorFactory, monkeypatch: pytest.MonkeyPatch, run: Run
 ) -> None:
-    """wait --timeout gives up with a one-line error and exit 1 when the model is not done."""
+    """wait --timeout gives up with a one-line error and exit 3 when the model is not done."""
     sim = await simulator_factory(seed=5, speed=0.0)
     monkeypatch.setenv("HAPPYROBOT_API_KEY", sim.api_key)
     code, out, _ = await run("--base-url", sim.base_url, *create_args(sim), "--json")
@@ -192,7 +194,7 @@ async def test_wait_timeout_exits_1(
     code, out, err = await run(
         "wait", model_id, "--timeout", "0.2", "--poll-interval", "0.05", "--base-url", sim.base_url
     )
-    assert (code, out) == (1, "")
+    assert (code, out) == (3, "")
     assert "WatchTimeoutError" in err and "pending" in err
 
 
@@ -446,14 +448,16 @@ async def test_bad_json_array_jobs_file(
 
 
 async def test_batch_usage_errors(sim: Simulator, run: Run, tmp_path: Path) -> None:
-    """A missing jobs file or a journal of another job list exits 2; so do bad numbers."""
+    """A missing jobs file or a job changed after it was sent exits 2; so do bad numbers."""
     code, _, err = await run("batch", str(tmp_path / "none"), "--journal", str(tmp_path / "j"))
     assert code == 2 and "cannot read jobs file" in err
     one = write_jobs(tmp_path / "one.jsonl", make_jobs(sim, 2))
-    two = write_jobs(tmp_path / "two.jsonl", make_jobs(sim, 3))
+    changed = make_jobs(sim, 3)
+    changed[0]["train_sample_ids"] = ["d" * 24]
+    two = write_jobs(tmp_path / "two.jsonl", changed)
     assert (await run("batch", str(one), "--journal", str(tmp_path / "j")))[0] == 0
     code, _, err = await run("batch", str(two), "--journal", str(tmp_path / "j"))
-    assert code == 2 and "different job list" in err
+    assert code == 2 and "changed after their create was sent: k0 (train_sample_ids)" in err
     code, _, err = await run("batch", str(one), "--journal", str(tmp_path / "no" / "j"))
     assert code == 2 and "cannot use journal" in err
     for bad in (["--concurrency", "0"], ["--poll-interval", "-1"], ["--concurrency", "x"]):
@@ -465,7 +469,7 @@ async def test_batch_usage_errors(sim: Simulator, run: Run, tmp_path: Path) -> N
 async def test_fail_fast_stops_then_a_rerun_finishes(
     simulator_factory: SimulatorFactory, monkeypatch: pytest.MonkeyPatch, run: Run, tmp_path: Path
 ) -> None:
-    """--fail-fast exits 1 when one job fails, leaving the rest and no --out; a rerun finishes."""
+    """--fail-fast exits 1 when one job fails, --out complete in order; a rerun finishes."""
     sim = await simulator_factory(seed=9, speed=0.0, failure_rate=0.0)  # nothing ends unless told
     monkeypatch.setenv("HAPPYROBOT_API_KEY", sim.api_key)
     jobs = make_jobs(sim, 30)
@@ -483,7 +487,10 @@ async def test_fail_fast_stops_then_a_rerun_finishes(
     key = next(job["key"] for job in jobs if job["name"] == failed.name)
     assert code == 1 and f"--fail-fast: stopped after job {key} " in err
     assert "29 job(s) unfinished" in err and "rerun to resume" in err
-    assert not out_path.exists()
+    stopped = [json.loads(line) for line in out_path.read_text().splitlines()]
+    assert [row["name"] for row in stopped] == [job["name"] for job in jobs]
+    assert [row["status"] for row in stopped if row["name"] == failed.name] == ["failed"]
+    assert sum((row["error"] or "").startswith("not finished") for row in stopped) == 29
     sim.clock.speed = 100.0
     code, _, err = await run(*argv)
     assert code == 1 and "resuming from journal" in err
@@ -501,7 +508,7 @@ async def test_fail_fast_stops_at_an_error_result(
     sim = await simulator_factory(seed=11, speed=0.0)
     monkeypatch.setenv("HAPPYROBOT_API_KEY", sim.api_key)
     jobs = make_jobs(sim, 6)
-    jobs[3]["from_model_id"] = "0" * 24  # unknown base model: 422
+    jobs[3]["from_model_id"] = ghost(sim)  # shown by GET, refused by the create: 422
     path = write_jobs(tmp_path / "jobs.jsonl", jobs)
     argv = ["batch", str(path), "--journal", str(tmp_path / "j"), "--poll-interval", "0.02"]
     code, out, err = await run_or_unstick(
@@ -509,7 +516,7 @@ async def test_fail_fast_stops_at_an_error_result(
     )
     assert code == 1 and "--fail-fast: stopped after job k3 " in err
     assert "5 job(s) unfinished" in err
-    assert re.search(r"^\S+ job-3 - -> error: .*\b422\b.*: from_model_id", out, re.M)
+    assert re.search(r"^\S+ k3 job-3 - -> error: .*\b422\b.*: from_model_id", out, re.M)
 
 
 async def test_batch_live_view_ends_with_a_summary_table(
@@ -530,7 +537,7 @@ async def test_batch_with_an_error_result(
     sim = await simulator_factory(seed=10, speed=100.0, failure_rate=0.0)
     monkeypatch.setenv("HAPPYROBOT_API_KEY", sim.api_key)
     jobs = make_jobs(sim, 3)
-    jobs[1]["from_model_id"] = "0" * 24  # unknown base model: 422
+    jobs[1]["from_model_id"] = ghost(sim)  # shown by GET, refused by the create: 422
     path, out_path = write_jobs(tmp_path / "jobs.jsonl", jobs), tmp_path / "out.jsonl"
     argv = ["batch", str(path), "--journal", str(tmp_path / "j"), "--out", str(out_path)]
     code, out, _ = await run(*argv, "--poll-interval", "0.02", "--base-url", sim.base_url)
@@ -538,7 +545,7 @@ async def test_batch_with_an_error_result(
     rows = [json.loads(line) for line in out_path.read_text().splitlines()]
     assert [row["status"] for row in rows] == ["active", None, "active"]
     assert rows[1]["model_id"] is None and "422" in rows[1]["error"]
-    assert re.search(rf"^\S+ {jobs[1]['name']} - -> error: .*\b422\b.*: from_model_id", out, re.M)
+    assert re.search(rf"^\S+ {jobs[1]['key']} {jobs[1]['name']} - -> error: .*\b422\b.*: from_model_id", out, re.M)
     assert re.search(rf"^k1\s+{jobs[1]['name']}\s+-\s+error\s+.*\b422\b", out, re.M)  # summary
 
 

@@ -40,6 +40,15 @@ EXAMPLES: list[hr.HappyRobotError] = [
     hr.JournalError("corrupt"),
     hr.AmbiguousCreateError(CREATE, attempts=3, cause=hr.ServerError("x", status_code=500)),
     hr.BatchFailedError(hr.BatchReport(())),
+    errors.PreflightError(
+        [
+            errors.PreflightProblem(
+                "the API key was refused (401 Unauthorized)",
+                "GET https://api.example.com/api/v1/models?use_case_id=uc",
+                ("k1", "k2"),
+            )
+        ]
+    ),
 ]
 
 

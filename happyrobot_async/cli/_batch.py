@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .. import BatchProgress
+from ..errors import JournalError, PreflightError
 from ..journal import Journal, states_summary
 from ..types import TrainingJob
 from ._common import (
@@ -25,8 +28,9 @@ from ._common import (
     note,
     read_api_key,
 )
-from ._execute import BatchOutcome, execute_batch, wants_live_view
-from ._jobs import load_jobs, result_rows, write_results
+from ._execute import BatchOutcome, dry_run_batch, execute_batch, some, wants_live_view
+from ._jobs import load_jobs
+from ._results import ResultsFile
 from ._view import print_summary
 
 if TYPE_CHECKING:
@@ -44,10 +48,21 @@ See examples/jobs.jsonl.
 
 The journal makes the batch crash-proof: kill it at any moment (Ctrl-C, a crash,
 a reboot) and rerun the same command; it skips finished jobs, re-watches created
-models and never creates a model twice. A journal belongs to one jobs file.
+models and never creates a model twice. Jobs are matched to it by key (else use
+case and name): add, remove or reorder jobs between runs freely; a job changed
+after it was sent is refused by name. One runner at a time per journal.
+
+Before any create, a preflight checks the key, the base URL, each use case and
+each from_model_id, and reports every problem at once (exit 2).
+
+Only proof closes a job: a terminal model, or a create refused with 400/404/422
+(when no earlier attempt of it was ambiguous). A 401, 403, redirect, network
+trouble or an unsettled create leaves it open: the next run takes it up again.
 
 Exit status: 0 when every job ended active, 1 when any did not (or --fail-fast
-stopped the batch), 2 on usage errors (bad jobs file, no key), 130 on Ctrl-C.
+stopped the batch), 2 on usage errors (bad jobs file, no key, preflight
+problems, a journal in use or unusable, an unwritable journal or --out), 130 on
+Ctrl-C.
 """
 
 
@@ -70,7 +85,36 @@ def add_batch(subparsers: Subparsers) -> None:
     )
     parser.add_argument("--concurrency", type=_positive_int, default=16, metavar="N")
     parser.add_argument(
-        "--out", type=Path, metavar="PATH", help="write one JSON line per job, in input order"
+        "--out",
+        type=Path,
+        metavar="PATH",
+        help="a row per job as it ends, then all of them in input order (JSON lines; "
+        "CSV if PATH ends in .csv); checked before anything is sent",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check the jobs, the journal and the setup (preflight), print what a run would "
+        "do, and create nothing",
+    )
+    parser.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="create a new model for each job whose training failed (in an earlier run)",
+    )
+    parser.add_argument(
+        "--retry-errors",
+        action="store_true",
+        help="create again each job whose create was refused (400/404/422) in an earlier run",
+    )
+    parser.add_argument(
+        "--deadline",
+        type=_positive_float,
+        default=None,
+        metavar="SECONDS",
+        help="retry transient failures (network, 5xx, unsettled creates) until this many "
+        "seconds after the start; then such a job ends as an error, open for a rerun "
+        "(default: keep retrying while the run lasts)",
     )
     parser.add_argument(
         "--fail-fast",
@@ -108,13 +152,37 @@ def add_batch(subparsers: Subparsers) -> None:
 def _batch(args: argparse.Namespace) -> int:
     jobs = load_jobs(args.jobs)
     read_api_key(args)  # a missing key is a usage error, before anything starts
-    _check_journal(args.journal, jobs)
-    live = wants_live_view(args.view)
+    results = ResultsFile(args.out) if args.out is not None else None
+    if args.dry_run:
+        return dry_run_batch(args, jobs)
+    journal = _open_journal(args.journal, jobs)  # locked from here to the end of the run
     try:
-        outcome = asyncio.run(_run(args, jobs, live))
+        code = _batch_with(args, jobs, journal, results)
+    except BaseException:
+        with contextlib.suppress(JournalError):
+            journal.close()
+        raise
+    journal.close()
+    return code
+
+
+def _batch_with(
+    args: argparse.Namespace, jobs: list[TrainingJob], journal: Journal, results: ResultsFile | None
+) -> int:
+    live = wants_live_view(args.view)
+    progress = BatchProgress()
+    try:
+        outcome = asyncio.run(_run(args, jobs, live, journal, progress, results))
     except KeyboardInterrupt:
+        _finish_results(results, progress)
         note(f"interrupted; journal {args.journal} saved: rerun the same command to resume")
         return EXIT_INTERRUPTED
+    except PreflightError as exc:
+        raise UsageError(str(exc)) from None
+    except BaseException:
+        _finish_results(results, progress)
+        raise
+    _finish_results(results, progress)
     if outcome.report is None:
         counts = outcome.progress.counts()
         unfinished = len(outcome.progress.jobs) - outcome.progress.finished
@@ -125,42 +193,61 @@ def _batch(args: argparse.Namespace) -> int:
         )
         return EXIT_FAILED
     report = outcome.report
-    if args.out is not None:
-        write_results(args.out, result_rows(report, outcome.progress))
     print_summary(report, outcome.elapsed, rich=live)
-    if args.out is not None:
-        note(f"results: {args.out}")
+    if report.removed:
+        note(
+            f"{len(report.removed)} job(s) of the journal are no longer in {args.jobs}, "
+            f"left alone: {some(report.removed)}"
+        )
+    if results is not None:
+        note(f"results: {results.path}")
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
-async def _run(args: argparse.Namespace, jobs: list[TrainingJob], live: bool) -> BatchOutcome:
+def _finish_results(results: ResultsFile | None, progress: BatchProgress) -> None:
+    """Complete --out in input order; a failed write was already reported as the error."""
+    if results is not None and progress.jobs:
+        results.finish(progress)
+
+
+async def _run(
+    args: argparse.Namespace,
+    jobs: list[TrainingJob],
+    live: bool,
+    journal: Journal,
+    progress: BatchProgress,
+    results: ResultsFile | None,
+) -> BatchOutcome:
     async with make_client(args) as client:
         return await execute_batch(
             client,
             jobs,
-            journal=args.journal,
+            journal=journal,
             concurrency=args.concurrency,
             poll_interval=args.poll_interval,
             max_poll_interval=args.max_poll_interval,
             fail_fast=args.fail_fast,
             live=live,
             title=args.jobs.name,
+            progress=progress,
+            results=results,
+            retry_failed=args.retry_failed,
+            retry_errors=args.retry_errors,
+            deadline=args.deadline,
         )
 
 
-def _check_journal(path: Path, jobs: Sequence[TrainingJob]) -> None:
-    """Check the journal fits these jobs (JournalError if not); say what a resume picks up."""
-    try:
-        with Journal.open(path, jobs) as journal:
-            states = journal.states
-    except OSError as exc:
-        raise UsageError(f"cannot use journal {path}: {exc.strerror}") from None
-    summary = states_summary(states)
-    if summary["new"] < len(jobs):
+def _open_journal(path: Path, jobs: Sequence[TrainingJob]) -> Journal:
+    """Lock and replay the journal (JournalError if unusable); say what a resume picks up."""
+    journal = Journal.open(path, jobs)
+    summary = states_summary(journal, jobs)
+    if summary["new"] < len(jobs) or summary["removed"]:
+        removed = f", {summary['removed']} no longer in the jobs file" if summary["removed"] else ""
         note(
             f"resuming from journal {path}: {summary['done']} done, {summary['created']} "
-            f"created, {summary['sent']} sent but unconfirmed, {summary['new']} new"
+            f"created, {summary['sent']} sent but unconfirmed, {summary['new']} new{removed}"
         )
+    return journal
 
 
 def _positive_int(text: str) -> int:

@@ -1,15 +1,18 @@
 """Running one batch for `batch` and `demo`: `run_batch` under a view, with `--fail-fast`.
 
 Everything reacts to `run_batch`'s callbacks, not to a timer: status changes
-and error results become plain lines as they happen, and `--fail-fast` cancels
-the run at the first result that is not active.
+and error results become plain lines as they happen, each ended job's row goes
+to `--out`, and the run is cancelled at the first result that is not active
+(`--fail-fast`) or at the first `--out` write that fails.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
 import time
+from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -17,9 +20,13 @@ from typing import Any
 import attrs
 
 from .. import BatchProgress, BatchReport, BatchResult, run_batch
+from .._outcomes import BatchPlan
 from ..client import HappyRobotClient
+from ..errors import PreflightError
+from ..journal import Journal
 from ..types import TrainingJob
-from ._common import UsageError
+from ._common import EXIT_OK, UsageError, make_client
+from ._results import ResultsFile
 from ._view import PlainLines, live_view, rich_available
 
 __all__: list[str] = []
@@ -33,6 +40,8 @@ class BatchOutcome:
     progress: BatchProgress
     elapsed: float
     stopped_at: str | None = None
+    out_failed: bool = False
+    """The run was stopped because writing `--out` failed."""
 
 
 def wants_live_view(view: str) -> bool:
@@ -46,42 +55,53 @@ def wants_live_view(view: str) -> bool:
     return sys.stdout.isatty() and rich_available()
 
 
-class _FailFast:
-    """Resolves `stopped` with the label of the first job of this run not to end active."""
+class _Stops:
+    """Resolves `stopped` with why the run must stop early: a job's label, or None (--out)."""
 
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.stopped: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    def __init__(self, fail_fast: bool) -> None:
+        self.fail_fast = fail_fast
+        self.stopped: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
 
     def on_result(self, result: BatchResult) -> None:
         # failed training and errors alike; run_batch reports no job the journal had finished
-        if self.enabled and not result.ok and not self.stopped.done():
-            self.stopped.set_result(result.job.label)
+        if self.fail_fast and not result.ok:
+            self.stop(result.job.label)
+
+    def stop(self, why: str | None) -> None:
+        if not self.stopped.done():
+            self.stopped.set_result(why)
 
 
 async def execute_batch(
     client: HappyRobotClient,
     jobs: list[TrainingJob],
     *,
-    journal: Path | None,
+    journal: Path | Journal | None,
     concurrency: int,
     poll_interval: float,
     max_poll_interval: float | None,
     fail_fast: bool,
     live: bool,
     title: str,
+    progress: BatchProgress | None = None,
+    results: ResultsFile | None = None,
+    retry_failed: bool = False,
+    retry_errors: bool = False,
+    deadline: float | None = None,
 ) -> BatchOutcome:
     """Run the batch under a live view or plain lines; cancellation reaches run_batch."""
-    progress = BatchProgress()
+    progress = progress if progress is not None else BatchProgress()
     if max_poll_interval is None:
         max_poll_interval = max(poll_interval, min(30.0, 15 * poll_interval))
     lines = None if live else PlainLines(progress)
-    fail = _FailFast(fail_fast)
+    stops = _Stops(fail_fast)
 
     def on_result(result: BatchResult) -> None:
         if lines is not None:
             lines.on_result(result)
-        fail.on_result(result)
+        if results is not None and not results.add(result.index, progress.jobs[result.index]):
+            stops.stop(None)
+        stops.on_result(result)
 
     started = time.monotonic()
     task = asyncio.create_task(
@@ -95,20 +115,62 @@ async def execute_batch(
             progress=progress,
             poll_interval=poll_interval,
             max_poll_interval=max_poll_interval,
+            retry_failed=retry_failed,
+            retry_errors=retry_errors,
+            deadline=deadline,
         )
     )
     view: AbstractContextManager[None] = live_view(progress, title) if live else nullcontext()
     try:
         with view:
-            ends: list[asyncio.Future[Any]] = [task, fail.stopped]
+            ends: list[asyncio.Future[Any]] = [task, stops.stopped]
             await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        # --fail-fast or Ctrl-C: run_batch must be cancelled too, so its journal is closed.
+        # --fail-fast, --out or Ctrl-C: run_batch must be cancelled too, so its journal is closed.
         if not task.done():
             task.cancel()
             await asyncio.wait([task])
     elapsed = time.monotonic() - started
     if task.cancelled():
-        stopped_at = fail.stopped.result() if fail.stopped.done() else None
-        return BatchOutcome(None, progress, elapsed, stopped_at)
+        why = stops.stopped.result() if stops.stopped.done() else None
+        return BatchOutcome(None, progress, elapsed, why, out_failed=why is None)
     return BatchOutcome(task.result(), progress, elapsed)
+
+
+def dry_run_batch(args: argparse.Namespace, jobs: list[TrainingJob]) -> int:
+    """Validate, preflight and print the plan; nothing is created, the journal is untouched."""
+
+    async def plan() -> BatchPlan:
+        async with make_client(args) as client:
+            return await run_batch(
+                client,
+                jobs,
+                journal=args.journal,
+                concurrency=args.concurrency,
+                retry_failed=args.retry_failed,
+                retry_errors=args.retry_errors,
+                dry_run=True,
+            )
+
+    try:
+        result = asyncio.run(plan())
+    except PreflightError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"plan for {args.jobs} with journal {args.journal} (dry run: nothing was created)")
+    for name, labels in (
+        ("to create", result.create),
+        ("to look up (sent, unconfirmed)", result.reconcile),
+        ("to re-watch", result.watch),
+        ("to retry", result.retry),
+        ("already done", result.done),
+        ("not in the jobs file (left alone)", result.removed),
+    ):
+        print(f"  {name}: {len(labels)}" + (f"  ({some(labels)})" if labels else ""))
+    print("preflight: key, base URL, use cases and from_model_ids all good")
+    return EXIT_OK
+
+
+def some(labels: Sequence[str], shown: int = 10) -> str:
+    """The first `shown` labels, and how many more."""
+    more = f", ... ({len(labels) - shown} more)" if len(labels) > shown else ""
+    return ", ".join(labels[:shown]) + more

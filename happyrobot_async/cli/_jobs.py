@@ -1,4 +1,4 @@
-"""The batch command's files: a jobs file in (JSONL or a JSON array), results JSONL out.
+"""The batch command's jobs file: JSONL or a JSON array (a UTF-8 BOM is fine), checked.
 
 Every problem in a jobs file is reported at once, each a `JobProblem` carrying
 its line number, so a user fixes the file in one pass. Each job is checked by
@@ -10,14 +10,12 @@ then checked here and worded in lines rather than job indexes.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from .. import BatchProgress, BatchReport
 from .._jobs import validate_jobs
 from ..errors import InvalidJobsError, JobProblem
 from ..types import TrainingJob
@@ -38,7 +36,7 @@ class _Entry:
 def load_jobs(path: Path) -> list[TrainingJob]:
     """Parse and validate a jobs file; `UsageError` lists every bad line by number."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a BOM is fine
     except OSError as exc:
         raise UsageError(f"cannot read jobs file {path}: {exc.strerror}") from None
     except UnicodeDecodeError:
@@ -67,6 +65,7 @@ def _validate(entries: Sequence[_Entry], problems: list[JobProblem]) -> list[Tra
     """The valid jobs; every problem found is appended to `problems`, with its line."""
     jobs: list[TrainingJob] = []
     first_line: dict[tuple[str, str], int] = {}
+    key_line: dict[str, int] = {}
     for entry in entries:
         try:
             (job,) = validate_jobs([entry.data])
@@ -78,6 +77,11 @@ def _validate(entries: Sequence[_Entry], problems: list[JobProblem]) -> list[Tra
             message = f"same use case and name as line {first_line[key]}: {job.name!r}"
             problems.append(JobProblem(entry.index, message, "name", entry.line))
         first_line.setdefault(key, entry.line)
+        if job.key is not None:
+            if job.key in key_line:
+                message = f"same key as line {key_line[job.key]}: {job.key!r}"
+                problems.append(JobProblem(entry.index, message, "key", entry.line))
+            key_line.setdefault(job.key, entry.line)
         jobs.append(job)
     return jobs
 
@@ -131,36 +135,3 @@ def _skip_space(text: str, position: int) -> int:
     while position < len(text) and text[position] in " \t\r\n":
         position += 1
     return position
-
-
-def result_rows(report: BatchReport, progress: BatchProgress) -> list[dict[str, Any]]:
-    """One JSON-ready row per job, in input order."""
-    rows = []
-    for result in report.results:
-        job = result.job
-        model_id = result.model.id if result.model is not None else None
-        if model_id is None and result.index < len(progress.jobs):
-            model_id = progress.jobs[result.index].model_id
-        rows.append(
-            {
-                "index": result.index,
-                "key": job.key,
-                "use_case_id": job.use_case_id,
-                "name": job.name,
-                "model_id": model_id,
-                "status": result.model.raw_status if result.model is not None else None,
-                "error": str(result.error) if result.error is not None else None,
-            }
-        )
-    return rows
-
-
-def write_results(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    """Write rows as JSONL, atomically: readers never see half a file."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    with temporary.open("w", encoding="utf-8") as file:
-        for row in rows:
-            file.write(json.dumps(row, separators=(",", ":")) + "\n")
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)

@@ -1,0 +1,175 @@
+"""`batch --out`: a row per job as it finishes, then the whole file in input order.
+
+The path is checked before anything is sent. While the batch runs, each job
+that ends gets its row appended and flushed; at the end (a Ctrl-C and
+`--fail-fast` included) the file is rewritten atomically with one row per job,
+in input order, unfinished jobs saying so. `.csv` writes CSV, anything else
+JSON lines. A write that fails (a full disk) stops the batch: the journal holds
+every result, so a rerun resumes and writes the file again.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .. import BatchProgress, JobProgress, JobStage
+from ._common import UsageError
+
+__all__: list[str] = []
+
+COLUMNS = (
+    "index",
+    "key",
+    "use_case_id",
+    "name",
+    "from_model_id",
+    "model_id",
+    "status",
+    "error",
+    "attempts",
+    "created_at",
+    "finished_at",
+    "pending_seconds",
+    "training_seconds",
+    "history",
+)
+
+
+def result_row(index: int, row: JobProgress) -> dict[str, Any]:
+    """One job's row, from what the batch knows of it now."""
+    job = row.job
+    finished = row.stage in (JobStage.FINISHED, JobStage.ERROR)
+    error = row.error
+    if not finished:
+        error = f"not finished ({row.state}): rerun to resume"
+    pending, training = row.durations()
+    return {
+        "index": index,
+        "key": job.key,
+        "use_case_id": job.use_case_id,
+        "name": job.name,
+        "from_model_id": job.from_model_id,
+        "model_id": row.model_id,
+        "status": row.model_status if row.stage is JobStage.FINISHED else None,
+        "error": error,
+        "attempts": row.attempts,
+        "created_at": _stamp(row.created_at),
+        "finished_at": _stamp(row.finished_at) if finished else None,
+        "pending_seconds": _round(pending),
+        "training_seconds": _round(training),
+        "history": list(row.history),
+    }
+
+
+class ResultsFile:
+    """The `--out` file of one run (see the module docstring)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.csv = path.suffix.lower() == ".csv"
+        self.error: OSError | None = None
+        """Set when a write failed; the batch is stopped and the file left as it is."""
+        parent = path.parent if str(path.parent) else Path(".")
+        if path.is_dir():
+            raise UsageError(f"--out {path} is a folder, not a file")
+        if not parent.is_dir():
+            raise UsageError(f"--out {path}: folder {parent} does not exist")
+        target = path if path.exists() else parent
+        if not os.access(target, os.W_OK):
+            raise UsageError(f"--out {path}: not writable")
+        self._file: io.TextIOWrapper | None = None
+
+    def add(self, index: int, row: JobProgress) -> bool:
+        """Append one finished job's row and flush; False once a write has failed.
+
+        The first row empties the file (a CSV header first): until a job of this
+        run ends, the file of the previous run is left as it was.
+        """
+        if self.error is not None:
+            return False
+        try:
+            if self._file is None:
+                self._file = self.path.open("w", encoding="utf-8", newline="")
+                if self.csv:
+                    self._file.write(_csv_line(COLUMNS))
+            self._file.write(self._line(result_row(index, row)))
+            self._file.flush()
+        except OSError as exc:
+            self.error = exc
+            return False
+        return True
+
+    def finish(self, progress: BatchProgress) -> None:
+        """Rewrite the whole file in input order (unless a write failed: it stays as it was)."""
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError as exc:
+                self.error = self.error or exc
+        if self.error is not None:
+            raise UsageError(self._why(self.error))
+        rows = [result_row(index, row) for index, row in enumerate(progress.jobs)]
+        try:
+            write_rows(self.path, rows, as_csv=self.csv)
+        except OSError as exc:
+            raise UsageError(self._why(exc)) from None
+
+    def _line(self, row: dict[str, Any]) -> str:
+        if self.csv:
+            return _csv_line(_csv_values(row))
+        return json.dumps(row, separators=(",", ":")) + "\n"
+
+    def _why(self, exc: OSError) -> str:
+        return (
+            f"cannot write --out {self.path}: {exc.strerror or exc}; nothing is lost (the "
+            "journal has every result): rerun the same command to resume and write it again"
+        )
+
+
+def write_rows(path: Path, rows: Sequence[dict[str, Any]], *, as_csv: bool) -> None:
+    """Write rows as JSONL or CSV, atomically: readers never see half a file."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        with temporary.open("w", encoding="utf-8", newline="") as file:
+            if as_csv:
+                file.write(_csv_line(COLUMNS))
+                file.writelines(_csv_line(_csv_values(row)) for row in rows)
+            else:
+                file.writelines(json.dumps(row, separators=(",", ":")) + "\n" for row in rows)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except OSError:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def _csv_values(row: dict[str, Any]) -> list[str]:
+    values = []
+    for column in COLUMNS:
+        value = row[column]
+        if isinstance(value, list):
+            value = " ".join(value)
+        values.append("" if value is None else str(value))
+    return values
+
+
+def _csv_line(values: Sequence[str]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(values)
+    return buffer.getvalue()
+
+
+def _stamp(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def _round(seconds: float | None) -> float | None:
+    return round(seconds, 3) if seconds is not None else None
