@@ -23,11 +23,25 @@ def api_key_from(value: str | None) -> str:
         raise InvalidRequestError("api_key", f"must be a string, not {type(key).__name__}")
     if not key.strip():
         raise InvalidRequestError("api_key", "is only whitespace")
-    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in key):
-        raise InvalidRequestError("api_key", "contains a control character (a stray newline?)")
-    if key != key.strip():
-        raise InvalidRequestError("api_key", "has leading or trailing whitespace")
+    _header_safe("api_key", key)
     return key
+
+
+def _header_safe(field: str, value: str) -> None:
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in value):
+        raise InvalidRequestError(field, "contains a control character (a stray newline?)")
+    if value != value.strip():
+        raise InvalidRequestError(field, "has leading or trailing whitespace")
+
+
+def organization_id_from(value: object) -> str | None:
+    """An organization id to send as `x-organization-id`: a clean, non-empty string."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidRequestError("organization_id", "must be a non-empty string")
+    _header_safe("organization_id", value)
+    return value
 
 
 def base_url_from(value: str | None) -> str:
@@ -38,6 +52,9 @@ def base_url_from(value: str | None) -> str:
     would travel in clear).
     """
     url = value or os.environ.get("HAPPYROBOT_BASE_URL") or DEFAULT_BASE_URL
+    if not isinstance(url, str):
+        raise InvalidRequestError("base_url", f"must be a string, not {type(url).__name__}")
+    _header_safe("base_url", url)
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise InvalidRequestError("base_url", f"must be an http(s) URL, got {url!r}")

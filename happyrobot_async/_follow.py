@@ -5,7 +5,8 @@ its public surface, so a model ends the call as its handle ends: a model the
 server refuses (`NotFoundError`, `PermissionDeniedError`, `BadRequestError`) or
 answers with something that is not that model (`ResponseValidationError`) raises
 that error at once; transient errors are retried on the watcher's schedule; a
-client closed meanwhile raises `WatcherClosedError`.
+client closed meanwhile raises `WatcherClosedError`; an error about the client
+itself (bound to another event loop, its session closed by its owner) is raised.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Iterable
 
 from ._handles import WatchHandle
-from ._poller import WatchableClient
+from ._pollread import WatchableClient
 from .types import Model, StatusChange, check_model_id
 from .watcher import TrainingWatcher
 

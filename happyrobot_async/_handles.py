@@ -105,16 +105,28 @@ class WatchHandle:
 
 
 class ChangeStream:
-    """One subscriber's changes, from subscription on; iteration ends when the watcher closes."""
+    """One subscriber's changes, from subscription on; iteration ends when the watcher closes.
 
-    __slots__ = ("__weakref__", "_buffer", "_closed", "_overflowing", "_size", "_waiter", "dropped")
+    Several tasks may read one stream: each change goes to one of them, and all of
+    them end when it closes.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_buffer",
+        "_closed",
+        "_overflowing",
+        "_size",
+        "_waiters",
+        "dropped",
+    )
 
     def __init__(self, size: int) -> None:
         self._buffer: deque[StatusChange] = deque()
         self._size = size
         self._closed = False
         self._overflowing = False
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiters: set[asyncio.Future[None]] = set()
         self.dropped = 0
         """Changes dropped (oldest first) because this consumer fell `queue_size` behind."""
 
@@ -125,11 +137,12 @@ class ChangeStream:
         while not self._buffer:
             if self._closed:
                 raise StopAsyncIteration
-            self._waiter = asyncio.get_running_loop().create_future()
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.add(waiter)
             try:
-                await self._waiter
+                await waiter
             finally:
-                self._waiter = None
+                self._waiters.discard(waiter)
         change = self._buffer.popleft()
         if not self._buffer:
             self._overflowing = False
@@ -162,5 +175,6 @@ class ChangeStream:
         self._wake()
 
     def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)

@@ -68,6 +68,7 @@ class Transport:
     ) -> None:
         self._base_url = base_url.rstrip("/")
         self._headers = dict(headers)
+        self._secret = self._headers["authorization"].removeprefix("Bearer ").encode()
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout)
         self._max_concurrency = max_concurrency
         self._slots = asyncio.Semaphore(max_concurrency)
@@ -93,7 +94,7 @@ class Transport:
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
             if self._closed:
-                raise errors.HappyRobotError("the client is closed; make a new one")
+                raise errors.HappyRobotError(_CLOSED)
             if self._loop is not None:
                 raise errors.HappyRobotError(
                     "the client is bound to the event loop it first ran on; "
@@ -113,6 +114,11 @@ class Transport:
             # connections quietly instead of leaving "Unclosed connector" warnings.
             self._abandoned = weakref.finalize(self, _release, connector)
         return self._session
+
+    @property
+    def timeout(self) -> float | None:
+        """The whole-request timeout requests get unless they say otherwise."""
+        return self._timeout.total
 
     @property
     def closed(self) -> bool:
@@ -143,10 +149,16 @@ class Transport:
             options = {**options, "timeout": total}
         limiter = self.rate_limiter
         async with self._slots:
+            if session.closed:  # closed while this request waited for a slot
+                raise errors.HappyRobotError(_CLOSED if self._closed else _CLOSED_BY_OWNER)
             started = time.perf_counter()  # the limiter's clock too: perf_counter is monotonic
             wait = limiter.reserve(started)
             if wait > 0:
-                await asyncio.sleep(wait)
+                try:
+                    await asyncio.sleep(wait)
+                except asyncio.CancelledError:
+                    limiter.release()  # the slot booked for this request goes to the next one
+                    raise
                 started = time.perf_counter()
             try:
                 async with session.request(
@@ -158,7 +170,12 @@ class Transport:
                     **options,
                 ) as raw:
                     length = raw.content_length
-                    if length is not None and length <= self._max_bytes:
+                    # a compressed body's length says nothing of what it inflates to
+                    if (
+                        length is not None
+                        and length <= self._max_bytes
+                        and "Content-Encoding" not in raw.headers
+                    ):
                         body = await raw.read()
                     else:
                         body = await self._read_capped(raw, request)
@@ -166,6 +183,8 @@ class Transport:
                     response = Response(raw.status, raw.headers, body, elapsed)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise _connection_error(exc, request) from exc
+        if response.status >= 300 and self._secret in response.body:  # a server echoing our key
+            response = attrs.evolve(response, body=response.body.replace(self._secret, b"<hidden>"))
         date = response.headers.get("Date")
         if date is not None:  # our epoch, from the monotonic clock: no wall-clock calls here
             sent = started + self._epoch
@@ -209,6 +228,10 @@ class Transport:
             status_code=raw.status,
             path="",
         )
+
+
+_CLOSED: Final = "the client is closed; make a new one"
+_CLOSED_BY_OWNER: Final = "the session given to the client was closed by its owner"
 
 
 def _nothing() -> None:

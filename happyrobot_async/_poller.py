@@ -3,27 +3,22 @@
 The loop asks the pure `Schedule` what is due and queues those polls (one list per
 use case with two or more followed models, else one get per model) on a `PollQueue`
 (which keeps a model from being polled twice at once), never waiting for them. A
-poll is one of the client's one-shot reads (`_poll_get`, `_poll_list`): one attempt
-with its own deadline `request_timeout`, no retry inside; so a hung request holds
-one of `MAX_CONCURRENT_POLLS` workers for at most that long, and delays no other
-model. What a poll saw is judged by the pure `judge` (change to `publish`, settle or
-not, changed or not for the schedule). Intervals run from when a poll was planned.
+poll is one one-shot read (`_pollread`): one attempt whose deadline `request_timeout`
+covers the wait for a slot and the rate limiter too, no retry inside. Hung polls
+holding all `MAX_CONCURRENT_POLLS` workers for an interval get more workers (up to
+`MAX_POLL_WORKERS`), so they delay no other model. What a poll saw is judged by
+the pure `judge`. Intervals run from when a poll was planned. A blank use case
+from the server counts as unknown (such a model is polled with gets).
 
-Failures (the pure `judge_error` has the rules):
+Failures (the pure `judge_error` has the rules) are retried on the schedule with
+backoff (a Retry-After pauses all polling), fail the model's handle, ask each model
+of a list with a get of its own, or fail every handle (two 401s in a row, or an
+error about the client itself, e.g. bound to another event loop).
 
-- Transient errors (timeouts, connection errors, 5xx, 429, a list that is not a
-  list) are logged (one summary per loop wake-up) and their models back off on the
-  schedule; a failed list is retried as a list. An error's `retry_after` (429, 503)
-  also pauses all polling, for at most `max_retry_after` seconds.
-- 404, 403, 400/422, and a get answered with something that is not that model, fail
-  that model's handle at once. A list refused that way, and each model missing from
-  a list (or whose item does not decode), is asked with a get of its own, which
-  settles or fails it alone; the rest of the list is used as usual.
-- Two 401s in a row with no answer past the key check between fail every handle.
 - A closed client (`client.closed`: looked at before each request, after each
-  failure, and at least every `CLOSED_CHECK_INTERVAL`) ends polling for good: no
-  request is sent any more, each handle fails with `WatcherClosedError("the client
-  was closed")`, and `on_closed` is called once.
+  failure, and at least every `CLOSED_CHECK_INTERVAL`) ends polling for good: each
+  handle fails with `WatcherClosedError("the client was closed")`, and `on_closed`
+  is called once.
 """
 
 from __future__ import annotations
@@ -32,14 +27,14 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Literal, Protocol
+from typing import Literal
 
 from ._handles import WatchHandle
 from ._pollqueue import PollQueue
+from ._pollread import WatchableClient, read_get, read_list
 from ._schedule import Poll, Schedule
 from ._settle import Action, judge, judge_error
-from ._wire import Listed
-from .errors import ResponseValidationError, WatcherClosedError
+from .errors import AuthenticationError, ResponseValidationError, WatcherClosedError
 from .types import Model, StatusChange
 
 __all__: list[str] = []
@@ -48,24 +43,10 @@ log = logging.getLogger("happyrobot_async")
 
 #: Polls in flight at once (the client caps requests in flight too).
 MAX_CONCURRENT_POLLS = 16
+#: Polls in flight at most, counting workers added while hung polls hold the others.
+MAX_POLL_WORKERS = 4 * MAX_CONCURRENT_POLLS
 #: The longest the loop sleeps without looking whether the client was closed.
 CLOSED_CHECK_INTERVAL = 1.0
-
-
-class ModelReader(Protocol):
-    """The one-shot reads the poll loop needs (`client.models`): one attempt, own deadline."""
-
-    async def _poll_get(self, model_id: str, timeout: float) -> Model: ...
-    async def _poll_list(self, use_case_id: str, timeout: float) -> Listed: ...
-
-
-class WatchableClient(Protocol):
-    """Anything with a `models` reader and a `closed` flag, e.g. `HappyRobotClient`."""
-
-    @property
-    def models(self) -> ModelReader: ...
-    @property
-    def closed(self) -> bool: ...
 
 
 class Poller:
@@ -91,7 +72,10 @@ class Poller:
         self._task: asyncio.Task[None] | None = None
         self._waker: asyncio.Future[None] | None = None
         self._auth_failures = 0
-        self._polls = PollQueue(self._get, self._list, schedule.use_case_of, MAX_CONCURRENT_POLLS)
+        self._last_401 = float("-inf")  # when the last 401 arrived (loop time)
+        self._bad_lists: dict[str, int] = {}  # use case -> unreadable lists in a row
+        limits = MAX_CONCURRENT_POLLS, MAX_POLL_WORKERS
+        self._polls = PollQueue(self._get, self._list, schedule.use_case_of, *limits)
         self._failures = 0  # transient poll failures since the last summary
         self._last_failure: BaseException | None = None
         self._stopped = False
@@ -110,18 +94,18 @@ class Poller:
         """Run the loop in a task of its own until `stop()`."""
         self._task = asyncio.create_task(self._run(), name="happyrobot_async watcher")
 
-    async def stop(self) -> None:
-        """Cancel the loop and the polls, and wait until they are over."""
+    def halt(self) -> list[asyncio.Task[None]]:
+        """Cancel the loop and the polls; return their tasks, to wait for."""
         tasks = self._polls.cancel() + ([self._task] if self._task is not None else [])
         for task in tasks:
             task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
+        return tasks
 
     def follow(self, handle: WatchHandle, use_case_id: str | None) -> None:
         """Poll `handle`'s model from now on; a known `use_case_id` lets it share a list."""
         self._handles[handle.model_id] = handle
-        self._schedule.add(handle.model_id, use_case_id, asyncio.get_running_loop().time())
+        now = asyncio.get_running_loop().time()
+        self._schedule.add(handle.model_id, _known(use_case_id), now)
         if self._waker is not None:
             _set_done(self._waker)
 
@@ -144,6 +128,7 @@ class Poller:
                 now = loop.time()
                 for poll in self._schedule.plan(now):
                     self._polls.put(poll, now)
+                self._polls.unstick(now - self._schedule.interval)
                 if self._failures:
                     log.warning(
                         "%d polls failed (last: %s); their models are polled again later",
@@ -195,19 +180,20 @@ class Poller:
         model_id = poll.model_ids[0]
         if model_id not in self._schedule or not self._may_send(poll):  # untracked meanwhile
             return
+        sent = asyncio.get_running_loop().time()
         try:
-            model = await self._client.models._poll_get(model_id, self._request_timeout)
+            model = await read_get(self._client, model_id, self._request_timeout)
             if model.id != model_id:
                 raise ResponseValidationError(
                     f"GET /models/{model_id} answered with model {model.id}", status_code=200
                 )
         except Exception as exc:
             self._polls.done(poll)
-            self._failed("get", (model_id,), exc)
+            self._failed("get", (model_id,), exc, sent)
             return
         self._auth_failures = 0
         if model_id in self._schedule:
-            self._schedule.set_use_case(model_id, model.use_case_id)
+            self._schedule.set_use_case(model_id, _known(model.use_case_id))
             self._observe(model, planned, datetime.now(UTC))
 
     async def _list(self, poll: Poll, planned: float) -> None:
@@ -215,14 +201,16 @@ class Poller:
         assert use_case_id is not None
         if not self._may_send(poll):
             return
+        sent = asyncio.get_running_loop().time()
         try:
-            listed = await self._client.models._poll_list(use_case_id, self._request_timeout)
+            listed = await read_list(self._client, use_case_id, self._request_timeout)
         except Exception as exc:
             self._polls.done(poll)
-            self._failed("list", poll.model_ids, exc)
+            self._failed("list", poll.model_ids, exc, sent, use_case_id)
             return
         self._polls.done(poll)
         self._auth_failures = 0
+        self._bad_lists.pop(use_case_id, None)
         at = datetime.now(UTC)
         by_id = {model.id: model for model in listed.models}
         gets_out = self._polls.gets_out
@@ -238,11 +226,24 @@ class Poller:
         self._polls.put_gets(unserved, asyncio.get_running_loop().time())
 
     def _failed(
-        self, route: Literal["get", "list"], model_ids: Iterable[str], exc: Exception
+        self,
+        route: Literal["get", "list"],
+        model_ids: Iterable[str],
+        exc: Exception,
+        sent: float,
+        use_case_id: str | None = None,
     ) -> None:
         if self._client_closed():
             return
-        verdict = judge_error(exc, route, self._auth_failures, self._max_retry_after)
+        now = asyncio.get_running_loop().time()
+        fresh_401, bad_lists = sent > self._last_401, 0  # not fresh: the last 401 seen again
+        if isinstance(exc, AuthenticationError):
+            self._last_401 = now
+        elif isinstance(exc, ResponseValidationError) and use_case_id is not None:
+            bad_lists = self._bad_lists.get(use_case_id, 0)
+            self._bad_lists[use_case_id] = bad_lists + 1
+        auth, cap = self._auth_failures, self._max_retry_after
+        verdict = judge_error(exc, route, auth, cap, fresh_401=fresh_401, bad_lists=bad_lists)
         self._auth_failures = verdict.auth_failures
         action = verdict.action
         if action is Action.FAIL:
@@ -255,13 +256,12 @@ class Poller:
             log.warning("a list was refused (%s); asking each of its models", exc)
             self._polls.put_gets(model_ids, asyncio.get_running_loop().time())
         elif action is Action.FAIL_ALL:
-            log.error("the API refuses the key (%s); every watched model fails", exc)
+            log.error("polling can not go on (%s); every watched model fails", exc)
             for handle in list(self._handles.values()):
                 self.fail(handle, exc)
         else:
             self._failures += 1
             self._last_failure = exc
-            now = asyncio.get_running_loop().time()
             if verdict.pause:
                 log.warning("the API asked to wait; pausing all polling for %.1f s", verdict.pause)
                 self._schedule.pause_until(now + verdict.pause)
@@ -284,6 +284,11 @@ class Poller:
         elif verdict.result is not None:
             self._release(handle)
             handle.resolve(verdict.result)
+
+
+def _known(use_case_id: str | None) -> str | None:
+    """A use case id to group by, or None if it is unknown (or blank: no list takes it)."""
+    return use_case_id if use_case_id and not use_case_id.isspace() else None
 
 
 def _set_done(future: asyncio.Future[None]) -> None:

@@ -4,7 +4,9 @@ At most one poll covering a model is out at once: a use case's list is not queue
 while it is out already, nor a model's get while that get or its use case's list
 is. Up to `limit` workers make the queued polls; they are started as polls are
 queued and end when the queue is empty, so no poll waits on another one's answer,
-only for a free worker.
+only for a free worker. If the oldest queued poll still waits for one after a
+while (`unstick`: hung polls hold every worker), one more worker is started, up to
+`max_workers` in all.
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ log = logging.getLogger("happyrobot_async")
 
 
 class PollQueue:
-    """Queues polls for `get(poll, planned)` or `list(poll, planned)`, run by `limit` workers."""
+    """Queues polls for `get(poll, planned)` or `list(poll, planned)`, run by `limit` workers.
+
+    `max_workers` (default `limit`) bounds the workers `unstick` may add.
+    """
 
     def __init__(
         self,
@@ -31,10 +36,12 @@ class PollQueue:
         list_: Callable[[Poll, float], Awaitable[None]],
         use_case_of: Callable[[str], str | None],
         limit: int,
+        max_workers: int | None = None,
     ) -> None:
         self._get, self._list = get, list_
         self._use_case_of = use_case_of
         self._limit = limit
+        self._max_workers = limit if max_workers is None else max(limit, max_workers)
         self._queue: deque[tuple[Poll, float]] = deque()
         self._workers: set[asyncio.Task[None]] = set()
         self._lists_out: set[str] = set()  # use cases whose list is queued or in flight
@@ -56,8 +63,18 @@ class PollQueue:
             self._gets_out.add(model_id)
         self._queue.append((poll, planned))
         if len(self._workers) < self._limit:
-            task = asyncio.create_task(self._work(), name="happyrobot_async watcher poll")
-            self._workers.add(task)
+            self._start_worker()
+
+    def unstick(self, waited_since: float) -> None:
+        """Start one more worker (up to `max_workers`) if the oldest queued poll was
+        planned by `waited_since` and still waits: the workers are all held up."""
+        queue = self._queue
+        if queue and queue[0][1] <= waited_since and len(self._workers) < self._max_workers:
+            self._start_worker()
+
+    def _start_worker(self) -> None:
+        task = asyncio.create_task(self._work(), name="happyrobot_async watcher poll")
+        self._workers.add(task)
 
     def put_gets(self, model_ids: Iterable[str], planned: float) -> None:
         """Queue a get of each model (see `put`), e.g. those a list did not serve."""

@@ -67,6 +67,11 @@ class AdaptiveRateLimiter:
         self._theoretical_arrival = arrival + interval
         return wait
 
+    def release(self) -> None:
+        """A request that booked a slot was cancelled before it went: give the slot back."""
+        if self.rate is not None:
+            self._theoretical_arrival -= 1.0 / self.rate
+
     def on_throttled(self, now: float) -> None:
         """The server said 429: engage, or halve the rate, once per cooldown."""
         if now - self._last_decrease < self.cooldown:

@@ -15,8 +15,9 @@ The rules, as a table a reader can check against `tests/test_retry.py`:
 sending again is always safe: they do not count against `max_retries`, and are
 bounded by time instead (`max_refused_wait` since the call began). Their wait
 is the server's (`Retry-After`, parsed by `_wire`) stretched by a random 0-50 %,
-so many clients told the same wait do not all come back at the same instant;
-without a `Retry-After`, full-jitter backoff. A `Retry-After` beyond
+so many clients told the same wait do not all come back at the same instant,
+and never shorter than the backoff (so `Retry-After: 0` is no storm); without a
+`Retry-After`, full-jitter backoff. A `Retry-After` beyond
 `max_retry_after` is raised at once. Every other retry counts against
 `max_retries` and waits full-jitter exponential backoff.
 
@@ -44,23 +45,41 @@ _REFUSED_STATUSES: Final = frozenset({408, 429})
 SERVER_WAIT_SPREAD: Final = 0.5
 
 
+def _count(_: object, attribute: attrs.Attribute[int], value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise errors.InvalidRequestError(
+            attribute.name, f"must be a whole number >= 0, not {value!r}"
+        )
+
+
+def _seconds(_: object, attribute: attrs.Attribute[float], value: object) -> None:
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not 0 <= value < float("inf")
+    ):
+        raise errors.InvalidRequestError(
+            attribute.name, f"must be a finite number of seconds >= 0, not {value!r}"
+        )
+
+
 @attrs.frozen(kw_only=True)
 class RetryPolicy:
     """How hard to try. Defaults: 5 attempts, 0.5 s * 2^n full jitter capped at 20 s."""
 
-    max_retries: int = attrs.field(default=4, validator=attrs.validators.ge(0))
+    max_retries: int = attrs.field(default=4, validator=_count)
     """Retries after failures (refusals aside): at most `max_retries + 1` such requests."""
-    initial_delay: float = 0.5
-    max_delay: float = 20.0
-    max_retry_after: float = 120.0
+    initial_delay: float = attrs.field(default=0.5, validator=_seconds)
+    max_delay: float = attrs.field(default=20.0, validator=_seconds)
+    max_retry_after: float = attrs.field(default=120.0, validator=_seconds)
     """A server's Retry-After longer than this is raised as an error, not waited out."""
-    max_refused_wait: float = 600.0
+    max_refused_wait: float = attrs.field(default=600.0, validator=_seconds)
     """How long a call keeps waiting out refusals (429, 503 + Retry-After, 408) in all."""
-    reconcile_delay: float = 2.0
+    reconcile_delay: float = attrs.field(default=2.0, validator=_seconds)
     """Creates: how long to let a possibly-stored model settle before looking again."""
-    clock_skew: float = 10.0
+    clock_skew: float = attrs.field(default=10.0, validator=_seconds)
     """Creates: how far the server's clock may be off ours while no `Date` header told us."""
-    reconcile_tolerance: float = 2.0
+    reconcile_tolerance: float = attrs.field(default=2.0, validator=_seconds)
     """Creates: slack, in server time, for whole-second timestamps when matching a create."""
 
     def backoff_delay(self, retry: int, rng: random.Random | None = None) -> float:
@@ -71,12 +90,13 @@ class RetryPolicy:
         return float(backoff.full_jitter(ceiling))
 
     def delay_for(self, exc: BaseException, retry: int, rng: random.Random | None = None) -> float:
-        """The wait before retry number `retry` (0-based) after `exc`: the server's, spread."""
+        """The wait before retry number `retry` (0-based) after `exc`: the server's, spread,
+        but never less than the backoff (a `Retry-After: 0` must not become a storm)."""
         server_wait = getattr(exc, "retry_after", None)
-        if server_wait is not None:
-            spread = (rng or random).uniform(0, SERVER_WAIT_SPREAD)
-            return float(server_wait) * (1 + spread)
-        return self.backoff_delay(retry, rng)
+        if server_wait is None:
+            return self.backoff_delay(retry, rng)
+        spread = (rng or random).uniform(0, SERVER_WAIT_SPREAD)
+        return max(float(server_wait) * (1 + spread), self.backoff_delay(retry, rng))
 
     def waits_too_long(self, exc: BaseException) -> bool:
         """True when the server asked for a wait beyond `max_retry_after`."""

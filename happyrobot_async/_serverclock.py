@@ -52,7 +52,7 @@ class ServerClock:
             return
         try:
             epoch = parsedate_to_datetime(date).timestamp()
-        except (TypeError, ValueError, IndexError):
+        except (TypeError, ValueError, IndexError, OverflowError):
             return
         self._high = self._upper()
         self._last_date, self._last_epoch, self._latest_sent = date, epoch, sent

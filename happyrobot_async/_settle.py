@@ -15,17 +15,23 @@ A state seen:
 An error (`judge_error`; the request was one get, or one use case's list):
 
 - Permanent for the model: 404 (`NotFoundError`), 403 (`PermissionDeniedError`),
-  400/422 (`BadRequestError`), and a get answered with a body that is not that model
-  (`ResponseValidationError`). A get's model fails with the error (`FAIL`); a list
-  refused that way vouches for none of its models, so each is asked with its own get
-  (`ASK_EACH`), which settles or fails it alone.
+  400/422 (`BadRequestError`), a get answered with a body that is not that model
+  (`ResponseValidationError`), and a local error no retry can cure (an
+  `InvalidRequestError` building the request, or any other error raised before
+  or after the HTTP exchange). A get's model fails with the error (`FAIL`); a
+  list refused that way vouches for none of its models, so each is asked with its
+  own get (`ASK_EACH`), which settles or fails it alone.
+- About the client, not a model (a plain `HappyRobotError`: closed, its session
+  closed by its owner, bound to another event loop): every handle fails (`FAIL_ALL`).
 - 401 (`AuthenticationError`): retried, but the `AUTH_FAILURES_TO_GIVE_UP`-th in a row
-  (no success between) fails every handle (`FAIL_ALL`). An answer past the key check
-  (a success, or a permanent error above) resets the count.
-- Anything else is transient and retried on the schedule's backoff (`RETRY`):
-  timeouts, connection errors, 5xx, 429, other statuses, a list body that is not a
-  list, even a bug. A `retry_after` (429, 503) also pauses all polling for that long,
-  capped at `max_retry_after`.
+  (no success between) fails every handle (`FAIL_ALL`). A 401 to a request sent
+  before the last 401 arrived (`fresh_401=False`) is the same refusal seen again and
+  is not counted. An answer past the key check resets the count.
+- A list whose body cannot be read (`ResponseValidationError`: not a list, too
+  big) is retried, but the `BAD_LISTS_TO_ASK_EACH`-th in a row asks each model.
+- Transient, retried on the schedule's backoff (`RETRY`): timeouts, connection
+  errors, 5xx, 429, other statuses. A `retry_after` (429, 503) also pauses all
+  polling for that long, capped at `max_retry_after`.
 """
 
 from __future__ import annotations
@@ -37,9 +43,11 @@ from typing import Literal
 import attrs
 
 from .errors import (
+    APIConnectionError,
     APIStatusError,
     AuthenticationError,
     BadRequestError,
+    HappyRobotError,
     NotFoundError,
     PermissionDeniedError,
     ResponseValidationError,
@@ -51,6 +59,8 @@ __all__: list[str] = []
 
 #: Consecutive polls answered 401 before every handle fails with AuthenticationError.
 AUTH_FAILURES_TO_GIVE_UP = 2
+#: Unreadable lists of one use case in a row before each of its models is asked alone.
+BAD_LISTS_TO_ASK_EACH = 2
 
 _ACTIVE = ModelStatus.ACTIVE
 _FAILED = ModelStatus.FAILED
@@ -120,16 +130,33 @@ def judge_error(
     route: Literal["get", "list"],
     auth_failures: int,
     max_retry_after: float,
+    *,
+    fresh_401: bool = True,
+    bad_lists: int = 0,
 ) -> ErrorVerdict:
-    """Judge `error`, raised by a one-shot `route` poll after `auth_failures` 401s in a row."""
+    """Judge `error`, raised by a one-shot `route` poll after `auth_failures` 401s in a row.
+
+    `bad_lists`: unreadable lists of this use case in a row before this one.
+    """
     if isinstance(error, AuthenticationError):
+        if not fresh_401:
+            return ErrorVerdict(Action.RETRY, auth_failures=auth_failures)
         failures = auth_failures + 1
         give_up = failures >= AUTH_FAILURES_TO_GIVE_UP
         return ErrorVerdict(Action.FAIL_ALL if give_up else Action.RETRY, auth_failures=failures)
+    each = Action.FAIL if route == "get" else Action.ASK_EACH
     if isinstance(error, _PERMANENT):
-        return ErrorVerdict(Action.FAIL if route == "get" else Action.ASK_EACH)
-    if isinstance(error, ResponseValidationError) and route == "get":
-        return ErrorVerdict(Action.FAIL)
-    retry_after = error.retry_after if isinstance(error, APIStatusError) else None
-    pause = 0.0 if retry_after is None else max(0.0, min(retry_after, max_retry_after))
-    return ErrorVerdict(Action.RETRY, pause, auth_failures)
+        return ErrorVerdict(each)
+    if isinstance(error, ResponseValidationError):
+        if route == "get" or bad_lists + 1 >= BAD_LISTS_TO_ASK_EACH:
+            return ErrorVerdict(each)
+        return ErrorVerdict(Action.RETRY, auth_failures=auth_failures)
+    if isinstance(error, APIStatusError):
+        retry_after = error.retry_after
+        pause = 0.0 if retry_after is None else max(0.0, min(retry_after, max_retry_after))
+        return ErrorVerdict(Action.RETRY, pause, auth_failures)
+    if isinstance(error, (APIConnectionError, TimeoutError)):
+        return ErrorVerdict(Action.RETRY, auth_failures=auth_failures)
+    if type(error) is HappyRobotError:  # about the client: closed, another loop, ...
+        return ErrorVerdict(Action.FAIL_ALL, auth_failures=auth_failures)
+    return ErrorVerdict(each, auth_failures=auth_failures)

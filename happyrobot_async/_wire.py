@@ -210,7 +210,7 @@ def retry_after_seconds(headers: Mapping[str, str], now: datetime) -> float | No
         pass
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)

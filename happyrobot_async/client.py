@@ -17,9 +17,16 @@ import aiohttp
 import attrs
 
 from ._attempts import Attempts, Decode, Send
-from ._config import api_key_from, base_url_from, check_count, check_positive
-from ._create import Reconciler, create_safely
+from ._config import (
+    api_key_from,
+    base_url_from,
+    check_count,
+    check_positive,
+    organization_id_from,
+)
+from ._create import create_safely
 from ._http import DEFAULT_MAX_RESPONSE_BYTES, Response, Transport
+from ._reconcile import Reconciler
 from ._resource import Models
 from ._retry import RetryBudget, RetryPolicy
 from ._version import __version__
@@ -59,7 +66,7 @@ class HappyRobotClient:
     ) -> None:
         key = api_key_from(api_key)
         self.base_url = base_url_from(base_url)
-        self.organization_id = organization_id
+        self.organization_id = organization_id_from(organization_id)
         check_count("max_concurrency", max_concurrency, 1)
         check_count("max_retries", max_retries, 0)
         check_count("max_response_bytes", max_response_bytes, 1)
@@ -69,6 +76,8 @@ class HappyRobotClient:
             check_positive("rate_limit", rate_limit, "requests/s")
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise InvalidRequestError("session", "must be an aiohttp.ClientSession")
+        if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
+            raise InvalidRequestError("retry_policy", "must be a RetryPolicy")
         if retry_policy is None:
             retry_policy = RetryPolicy(max_retries=max_retries)
         self.retry_budget = RetryBudget()
@@ -137,6 +146,8 @@ class HappyRobotClient:
         """
         if timeout is not None:
             check_positive("timeout", timeout)
+        if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
+            raise InvalidRequestError("retry_policy", "must be a RetryPolicy")
         policy = retry_policy or self.retry_policy
         if max_retries is not None:
             check_count("max_retries", max_retries, 0)
@@ -165,14 +176,19 @@ class HappyRobotClient:
 
     def _create(self, create: CreateModel, timeout: float | None = None) -> Awaitable[Model]:
         """Create a validated request once, whatever the network does (see `_create`)."""
-        return create_safely(self._sender(timeout), self._attempts, self._reconciler, create)
+        send = self._sender(timeout)
+        within = timeout or self._timeout or self._transport.timeout
+        return create_safely(send, self._attempts, self._reconciler, create, timeout=within)
 
     def _sender(self, timeout: float | None) -> Send:
         """The transport's `send`, with this call's timeout (else the client's) bound in."""
-        timeout = timeout or self._timeout
+        if timeout is None:
+            timeout = self._timeout
+        else:
+            check_positive("timeout", timeout)
         send = self._transport.send
         return send if timeout is None else functools.partial(send, timeout=timeout)
 
     async def _find_created(self, create: CreateModel, since: datetime) -> Model | None:
         """The model a create first sent at `since` (by an earlier run) stored, if any."""
-        return await self._reconciler.reconcile(create, since.timestamp())
+        return await self._reconciler.reconcile(create, since.timestamp())  # claims it

@@ -97,6 +97,15 @@ def _non_empty_string(instance: Any, attribute: attrs.Attribute[Any], value: obj
         raise InvalidRequestError(attribute.name, f"must be a string, not {type(value).__name__}")
     if not value.strip():
         raise InvalidRequestError(attribute.name, "must not be empty")
+    _check_encodable(attribute.name, value)
+
+
+def _check_encodable(field: str, value: str) -> None:
+    """A string JSON can carry: no lone surrogates (they cannot be UTF-8)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequestError(field, "holds a character that is not valid Unicode") from None
 
 
 def _model_id(instance: Any, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -118,6 +127,7 @@ def _sample_ids(instance: Any, attribute: attrs.Attribute[Any], value: object) -
             raise InvalidRequestError(
                 f"{attribute.name}[{index}]", f"must be a non-empty string, got {item!r}"
             )
+        _check_encodable(f"{attribute.name}[{index}]", item)
 
 
 def _bool(instance: Any, attribute: attrs.Attribute[Any], value: object) -> None:

@@ -17,7 +17,8 @@ all polling, for at most `max_retry_after` seconds. A model the server refuses
 (404, 403, 400/422) or answers with something that is not that model fails alone;
 see `_poller` for every rule. If the client is closed under a running watcher, the
 watcher stops polling: pending handles fail with `WatcherClosedError`, streams end,
-and `track` raises `WatcherClosedError`.
+and `track` raises `WatcherClosedError`. A watcher belongs to the event loop it was
+entered on: `track`, `untrack` and `changes` from any other raise `HappyRobotError`.
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ from types import TracebackType
 from typing import TypedDict
 
 from ._handles import ChangeStream, WatchHandle
-from ._poller import Poller, WatchableClient
+from ._poller import Poller
+from ._pollread import WatchableClient
 from ._schedule import Schedule
-from .errors import InvalidRequestError, WatcherClosedError, WatchTimeoutError
+from .errors import HappyRobotError, InvalidRequestError, WatcherClosedError, WatchTimeoutError
 from .types import Model, StatusChange, check_model_id
 
 __all__ = ["TrainingWatcher"]
@@ -117,6 +119,7 @@ class TrainingWatcher:
         self._streams: weakref.WeakSet[ChangeStream] = weakref.WeakSet()
         self._state = WatcherState.NEW
         self._callbacks: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- lifetime -----------------------------------------------------------------------
 
@@ -124,6 +127,7 @@ class TrainingWatcher:
         if self._state is not WatcherState.NEW:
             raise RuntimeError("a TrainingWatcher can be entered only once")
         self._state = WatcherState.RUNNING
+        self._loop = asyncio.get_running_loop()
         self._poller.start()
         if self._on_change is not None:
             self._callbacks = asyncio.create_task(
@@ -143,19 +147,32 @@ class TrainingWatcher:
         """Stop polling; pending handles fail with `WatcherClosedError`, streams end.
 
         With `deliver_pending`, `on_change` still gets the changes already emitted.
+        Handles and streams end before anything is awaited, so a cancelled `aclose`
+        leaves none pending; cancelled while `on_change` drains, it cancels `on_change`.
+        Called from `on_change` itself, it does not wait for `on_change`.
         """
         if self._state is WatcherState.CLOSED:
             return
         self._state = WatcherState.CLOSED
-        await self._poller.stop()
+        polls = self._poller.halt()
         for handle in list(self._poller.handles.values()):
             self._poller.fail(handle, WatcherClosedError(f"watcher closed before {handle!r}"))
         for stream in list(self._streams):
             stream.close()
-        if self._callbacks is not None:
-            if not deliver_pending:
-                self._callbacks.cancel()
-            await asyncio.wait([self._callbacks])
+        callbacks = self._callbacks
+        if callbacks is asyncio.current_task():
+            callbacks = None  # on_change closing its own watcher: it ends once it returns
+        elif callbacks is not None and not deliver_pending:
+            callbacks.cancel()
+        try:
+            if polls:
+                await asyncio.wait(polls)
+            if callbacks is not None:
+                await asyncio.wait([callbacks])
+        except asyncio.CancelledError:
+            if callbacks is not None:
+                callbacks.cancel()
+            raise
 
     # -- public -------------------------------------------------------------------------
 
@@ -174,10 +191,11 @@ class TrainingWatcher:
             if self._state is WatcherState.CLOSED:
                 raise WatcherClosedError("the watcher is closed")
             raise RuntimeError("enter the watcher first: `async with client.watcher() as w:`")
+        self._check_loop()
         if self._poller.closed:
             raise WatcherClosedError("the client was closed")
         if isinstance(model, Model):
-            model_id, use_case_id = model.id, model.use_case_id
+            model_id, use_case_id = check_model_id(model.id), model.use_case_id
         else:
             model_id, use_case_id = check_model_id(model), None
         handle = self._poller.handles.get(model_id)
@@ -194,6 +212,7 @@ class TrainingWatcher:
 
     def untrack(self, model_id: str) -> None:
         """Stop following a model; its handle fails with `WatcherClosedError` if pending."""
+        self._check_loop()
         handle = self._poller.handles.get(model_id)
         if handle is not None:
             self._poller.fail(handle, WatcherClosedError(f"model {model_id} was untracked"))
@@ -207,6 +226,7 @@ class TrainingWatcher:
         size = self._queue_size if queue_size is None else queue_size
         if size < 1:
             raise InvalidRequestError("queue_size", "must be at least 1")
+        self._check_loop()
         stream = ChangeStream(size)
         if self._state is WatcherState.CLOSED or self._poller.closed:
             stream.close()
@@ -219,6 +239,20 @@ class TrainingWatcher:
 
     def __contains__(self, model_id: object) -> bool:
         return model_id in self._poller.handles
+
+    def _check_loop(self) -> None:
+        """Refuse a call from any thread or event loop but the one the watcher runs on."""
+        if self._loop is None:
+            return
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is not self._loop:
+            raise HappyRobotError(
+                "the watcher is bound to the event loop it was entered on; "
+                "use it from that loop only"
+            )
 
     # -- reported by the poll loop and the deadlines -------------------------------------
 
@@ -237,11 +271,20 @@ class TrainingWatcher:
 
 
 async def _dispatch(stream: ChangeStream, callback: OnChange) -> None:
-    """Feed `on_change` one change at a time; its errors are logged, never raised."""
+    """Feed `on_change` one change at a time; its errors are logged, never raised.
+
+    A `CancelledError` out of `on_change` while this task is not being cancelled
+    (e.g. it awaited a task someone else cancelled) is one of its errors too.
+    """
+    task = asyncio.current_task()
     async for change in stream:
         try:
             result = callback(change)
             if inspect.isawaitable(result):
                 await result
+        except asyncio.CancelledError:
+            if task is None or task.cancelling():
+                raise
+            log.exception("on_change callback was cancelled on %s", change)
         except Exception:
             log.exception("on_change callback failed on %s", change)

@@ -545,7 +545,8 @@ async def test_batch_with_an_error_result(
     rows = [json.loads(line) for line in out_path.read_text().splitlines()]
     assert [row["status"] for row in rows] == ["active", None, "active"]
     assert rows[1]["model_id"] is None and "422" in rows[1]["error"]
-    assert re.search(rf"^\S+ {jobs[1]['key']} {jobs[1]['name']} - -> error: .*\b422\b.*: from_model_id", out, re.M)
+    error_line = rf"^\S+ {jobs[1]['key']} {jobs[1]['name']} - -> error: .*\b422\b.*: from_model_id"
+    assert re.search(error_line, out, re.M)
     assert re.search(rf"^k1\s+{jobs[1]['name']}\s+-\s+error\s+.*\b422\b", out, re.M)  # summary
 
 
@@ -585,11 +586,16 @@ async def test_api_commands_never_import_the_simulator(sim: Simulator, tmp_path:
 
 
 @pytest.mark.parametrize("view", ["plain", "live"])
-async def test_demo_runs_to_its_end(run: Run, view: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """demo needs no key, trains its sample batch, prints the summary and the real-API command."""
+async def test_demo_runs_to_its_end(
+    run: Run, view: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """demo needs no key, trains its sample batch, prints the summary, the real-API command
+    and where its report is."""
     monkeypatch.delenv("HAPPYROBOT_API_KEY", raising=False)
-    code, out, err = await run("demo", "--speed", "50", "--view", view)
+    report = tmp_path / "demo.html"
+    code, out, err = await run("demo", "--speed", "50", "--view", view, "--report", str(report))
     assert code == 0, err
+    assert report.is_file() and str(report) in out
     assert "20 job(s)" in out
     assert "0 duplicated" in out
     assert "happyrobot-async batch examples/jobs.jsonl --journal run.journal" in out

@@ -130,7 +130,29 @@ ERRORS = [
     pytest.param(status(hr.APIStatusError, 410), "get", 0, A.RETRY, 0, 0, id="other status"),
     pytest.param(hr.APITimeoutError("timed out"), "get", 1, A.RETRY, 0, 1, id="timeout"),
     pytest.param(hr.APIConnectionError("reset"), "list", 0, A.RETRY, 0, 0, id="connection"),
-    pytest.param(RuntimeError("a bug"), "get", 0, A.RETRY, 0, 0, id="not ours"),
+    pytest.param(hr.APITimeoutError("timed out"), "list", 1, A.RETRY, 0, 1, id="list timeout"),
+    pytest.param(TimeoutError(), "get", 1, A.RETRY, 0, 1, id="poll deadline"),
+    pytest.param(RuntimeError("a bug"), "get", 1, A.FAIL, 0, 1, id="not ours get"),
+    pytest.param(RuntimeError("a bug"), "list", 0, A.ASK_EACH, 0, 0, id="not ours list"),
+    pytest.param(
+        hr.InvalidRequestError("model_id", "bad"), "get", 0, A.FAIL, 0, 0, id="bad id get"
+    ),
+    pytest.param(
+        hr.InvalidRequestError("use_case_id", "blank"),
+        "list",
+        1,
+        A.ASK_EACH,
+        0,
+        1,
+        id="list not buildable",
+    ),
+    pytest.param(hr.HappyRobotError("closed"), "get", 0, A.FAIL_ALL, 0, 0, id="client closed"),
+    pytest.param(
+        hr.HappyRobotError("another event loop"), "list", 1, A.FAIL_ALL, 0, 1, id="other loop"
+    ),
+    pytest.param(
+        hr.TrainingFailedError(model("failed")), "get", 0, A.FAIL, 0, 0, id="other of ours"
+    ),
 ]
 
 
@@ -145,3 +167,17 @@ def test_judge_error(
 ) -> None:
     """Refusals about the model fail it (a list asks each), 401 twice fails all, else retry."""
     assert judge_error(error, route, before, CAP) == ErrorVerdict(action, pause, after)
+
+
+def test_a_stale_401_is_not_counted() -> None:
+    """A 401 to a request sent before the last 401 arrived is the same refusal: not counted."""
+    error = status(hr.AuthenticationError, 401)
+    verdict = judge_error(error, "get", 1, CAP, fresh_401=False)
+    assert verdict == ErrorVerdict(A.RETRY, 0, 1)
+
+
+@pytest.mark.parametrize(("before", "action"), [(0, A.RETRY), (1, A.ASK_EACH), (5, A.ASK_EACH)])
+def test_an_unreadable_list_asks_each_once_it_failed_twice(before: int, action: Action) -> None:
+    """A list that fails to decode twice in a row is given up: each model is asked alone."""
+    error = hr.ResponseValidationError("not a list", status_code=200)
+    assert judge_error(error, "list", 0, CAP, bad_lists=before).action is action

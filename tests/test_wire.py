@@ -304,6 +304,6 @@ def test_json_backend_is_orjson_exactly_when_installed() -> None:
         if importlib.util.find_spec("orjson") and not os.environ.get("HAPPYROBOT_NO_SPEEDUPS")
         else "json"
     )
-    assert _json.BACKEND == expected
+    assert expected == _json.BACKEND
     assert json.loads(_json.dumps({"a": [1, "é"]})) == {"a": [1, "é"]}
     assert _json.loads(b'{"a": [1, "\\u00e9"]}') == {"a": [1, "é"]}

@@ -1,9 +1,11 @@
 """The `happyrobot-async` command line: `main` parses the arguments and runs one command.
 
 Each command group lives in its own module and adds its subcommands to the
-parser: `_models` (create, get, list, wait), `_batch` (batch), `_demo` (demo)
-and `_simulate` (simulate). The simulator (`happyrobot_async.testing`) is
-imported only when `demo` or `simulate` runs, so the API commands never load it.
+parser: `_models` (create, get, list, wait), `_batch` (batch), `_status`
+(status), `_report` (report), `_demo` (demo) and `_simulate` (simulate). The
+simulator (`happyrobot_async.testing`) is imported only when `demo` or
+`simulate` runs, so the API commands never load it; plotly only when a report
+is written.
 
 Every parser refuses abbreviated options (`--api-key` is never `--api-key-file`),
 refuses `--api-key` itself, and never echoes the value given to an option it does not know.
@@ -38,7 +40,9 @@ from ._common import (
 )
 from ._demo import add_demo
 from ._models import add_create, add_get, add_list, add_wait
+from ._report import add_report
 from ._simulate import add_simulate
+from ._status import add_status
 from ._view import live_view
 
 if TYPE_CHECKING:
@@ -55,6 +59,8 @@ _SUBCOMMANDS: list[Callable[[Subparsers], None]] = [
     add_list,
     add_wait,
     add_batch,
+    add_status,
+    add_report,
     add_demo,
     add_simulate,
 ]

@@ -13,10 +13,12 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .._journal_summary import read_summary
 from ..client import HappyRobotClient
 from ..types import TrainingJob
-from ._common import EXIT_OK, add_log_options, add_rate_limit, note
+from ._common import EXIT_OK, UsageError, add_log_options, add_rate_limit, note
 from ._execute import execute_batch, wants_live_view
+from ._report import write_report
 from ._view import print_summary
 
 if TYPE_CHECKING:
@@ -49,7 +51,8 @@ def add_demo(subparsers: Subparsers) -> None:
         description=(
             "Start the API simulator in this process, train 20 sample models over its 3 "
             "use cases with the live view (about 15 s; some fail on purpose), then print "
-            "the summary and how to run the same against the real API."
+            "the summary, write the batch's HTML report and show how to run the same against "
+            "the real API."
         ),
     )
     parser.add_argument("--jobs", type=int, default=20, help="how many sample jobs (default 20)")
@@ -59,6 +62,13 @@ def add_demo(subparsers: Subparsers) -> None:
     )
     parser.add_argument(
         "--view", choices=("auto", "live", "plain"), default="auto", help="as for `batch`"
+    )
+    parser.add_argument(
+        "--report",
+        type=Path,
+        default=Path("happyrobot-demo-report.html"),
+        metavar="PATH",
+        help="where to write the batch's HTML report (default: ./happyrobot-demo-report.html)",
     )
     add_rate_limit(parser, defaults=False)
     add_log_options(parser, defaults=False)
@@ -118,11 +128,12 @@ async def _run(args: argparse.Namespace, live: bool) -> None:
             client = HappyRobotClient(
                 api_key=sim.api_key, base_url=sim.base_url, rate_limit=args.rate_limit
             )
+            journal = Path(scratch) / "demo.journal"
             async with client:
                 outcome = await execute_batch(
                     client,
                     jobs,
-                    journal=Path(scratch) / "demo.journal",
+                    journal=journal,
                     concurrency=8,
                     poll_interval=poll,
                     max_poll_interval=4 * poll,
@@ -130,8 +141,9 @@ async def _run(args: argparse.Namespace, live: bool) -> None:
                     live=live,
                     title="demo",
                 )
-        assert outcome.report is not None  # no --fail-fast here
-        print_summary(outcome.report, outcome.elapsed, rich=live)
+            assert outcome.report is not None  # no --fail-fast here
+            print_summary(outcome.report, outcome.elapsed, rich=live)
+            report = await asyncio.to_thread(_write_report, journal, args.report)
         stats = sim.stats
     print(
         f"\nThe simulator saw {stats.total_requests} requests and holds {stats.models_created} "
@@ -141,3 +153,14 @@ async def _run(args: argparse.Namespace, live: bool) -> None:
         "(the jobs file format is in examples/jobs.jsonl; kill the batch at any moment and "
         "rerun it: the journal resumes it without creating a model twice)"
     )
+    if report is not None:
+        print(f"\nThe report of this batch (timeline, durations, failures): {report}")
+
+
+def _write_report(journal: Path, path: Path) -> Path | None:
+    """The batch's HTML report, written from its journal; None (and why) if it cannot be."""
+    try:
+        return write_report(read_summary(journal), path)
+    except UsageError as exc:  # plotly missing, or an unwritable --report
+        note(f"no report: {exc}")
+        return None
