@@ -111,9 +111,10 @@ async def test_omitted_fields_several_candidates_are_ambiguous(simulator: Simula
     """Two models whose omitted fields cannot tell them apart: AmbiguousCreateError, no resend."""
     simulator.optional_fields = "omitted"
     args = create_args(simulator, "lookalike")
-    async with client_for(simulator) as client:
+    async with client_for(simulator) as other:  # another process, say: not claimed by ours
         # made a moment before: within the reconcile tolerance, so both are candidates
-        await client.models.create(**{**args, "train_sample_ids": ["other"]})
+        await other.models.create(**{**args, "train_sample_ids": ["other"]})
+    async with client_for(simulator) as client:
         simulator.faults = [Fault("commit_then_fail", route="create", then=500)]
         with pytest.raises(hr.AmbiguousCreateError):
             await client.models.create(**args)

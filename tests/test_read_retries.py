@@ -72,7 +72,9 @@ async def test_refusals_are_bounded_by_time_not_retries(
 ) -> None:
     """429s do not use up max_retries; they are waited out until max_refused_wait, then raised."""
     sim = await simulator_factory(faults=[Fault("rate_limit", retry_after=0.02)])
-    policy = hr.RetryPolicy(max_retries=1, max_refused_wait=0.3)
+    policy = hr.RetryPolicy(
+        max_retries=1, max_refused_wait=0.3, initial_delay=0.001, max_delay=0.02
+    )
     # a generous rate limit: the limiter halving it on each 429 still never paces us here
     async with client_for(sim, retry_policy=policy, rate_limit=10_000) as client:
         with pytest.raises(hr.RateLimitError):
