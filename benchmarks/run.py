@@ -87,7 +87,7 @@ def verdicts(results: dict[str, dict[str, Any]]) -> list[str]:
             f"{s['interval']:g} s interval ({fmt(w['cpu_share'], 3)} of one core)",
         ]
     fs = results.get("fault_soak")
-    if fs:
+    if fs and "totals" in fs:
         t = fs["totals"]
         ok = t["duplicates"] == 0 and t["lost"] == 0
         lines.append(
@@ -95,6 +95,27 @@ def verdicts(results: dict[str, dict[str, Any]]) -> list[str]:
             f"{t['models_created']:,} models, "
             f"{t['duplicates']} duplicates, {t['lost']} lost (target 0 and 0: {_met(ok)})"
         )
+    hostile = fs.get("hostile") if fs else None
+    if hostile:
+        t, limit = hostile["totals"], hostile["rate_limit"]
+        jobs_ok, rate_ok = fault_soak.hostile_verdicts(hostile)
+        lines.append(
+            f"- hostile soak (20 % faults + a {limit:g} req/s server limit + a server clock "
+            f"{hostile['clock_offset']:+g} s off, default client options), "
+            f"{hostile['repeat']} \u00d7 {hostile['jobs']:,} jobs: models per run "
+            f"{fmt(hostile['models_per_run'])}, {t['duplicates']} duplicates, {t['lost']} lost "
+            f"(target {hostile['jobs']:,} models, 0 duplicates, 0 lost: {_met(jobs_ok)})"
+        )
+        if rate_ok is None:
+            lines.append("- hostile soak request rate: not measured (no steady window)")
+        else:
+            lines.append(
+                f"- hostile soak request rate the server saw, steady part: "
+                f"{fmt(hostile['rate_seen'], 1)} req/s = {fmt(hostile['rate_ratio'], 3)} of the "
+                f"{limit:g} req/s limit (target within {hostile['tolerance']:.0%}: "
+                f"{_met(rate_ok)}); 429 share {fmt(hostile['throttled_share'], 3)} steady, "
+                f"{fmt(hostile['throttled_share_all'], 3)} over the whole run"
+            )
     return lines
 
 
@@ -163,13 +184,59 @@ def reading(results: dict[str, dict[str, Any]]) -> list[str]:
             "for one task per model."
         )
     fs = results.get("fault_soak")
-    if fs:
+    if fs and "totals" in fs:
+        t = fs["totals"]
+        exact = t["duplicates"] == 0 and t["lost"] == 0 and t["not_stored"] == 0
+        faulted, clean = fs["seconds"]["median"], fs["clean_seconds"]["median"]
+        paced = [
+            r["faulted"]["limiter_rate"]
+            for r in fs["runs"]
+            if r["faulted"].get("limiter_rate") is not None
+        ]
         lines.append(
-            f"- Fault soak: every job got exactly one model; the faults cost "
-            f"{fs['extra_requests_per_job']['median']:.2f} extra requests per job (resends, "
-            f"reconciling lists and gets) and {fs['time_ratio']['median']:.1f}x the "
-            "fault-free wall time, which is short here (well under a second), so the ratio is "
-            "dominated by retry delays and the reconcile settle delay."
+            "- Fault soak: "
+            + (
+                "every job got exactly one model"
+                if exact
+                else f"{t['duplicates']} duplicates and {t['lost']} jobs lost"
+            )
+            + f"; the faults cost {fs['extra_requests_per_job']['median']:.2f} extra requests "
+            f"per job (resends, reconciling lists and gets) and {fs['time_ratio']['median']:.1f}x "
+            f"the fault-free wall time ({faulted:.2f} s vs {clean:.2f} s)"
+            + (
+                f". In {len(paced)} of {len(fs['runs'])} faulted runs the mix's random 429s "
+                "(the `rate_limit` fault, 3 % of POSTs, no overload behind them) engaged the "
+                "client's adaptive rate limiter, each further one halving its rate; it ended "
+                f"pacing at {min(paced):.1f}\u2013{max(paced):.1f} req/s, so the pacing, not "
+                "the retry delays, is where the time goes."
+                if paced
+                else ", which is short here, so the ratio is dominated by retry delays and the "
+                "reconcile settle delay."
+            )
+        )
+    hostile = fs.get("hostile") if fs else None
+    if hostile and "rate_seen" in hostile:
+        early = sum(sum(r["per_second_429"][: int(hostile["warmup"])]) for r in hostile["runs"])
+        total = sum(sum(r["per_second_429"]) for r in hostile["runs"])
+        offsets = [
+            abs(r["clock_offset_estimate"] - hostile["clock_offset"])
+            for r in hostile["runs"]
+            if r.get("clock_offset_estimate") is not None
+        ]
+        lines.append(
+            f"- Hostile soak: {early:,} of the {total:,} 429s came in the first "
+            f"{hostile['warmup']:g} s, before the client's limiter engaged (at half the rate it "
+            "measured when the first 429 came, then climbing back by about 1 % of that per "
+            "second); in the steady part the server saw "
+            f"{hostile['rate_seen']['median']:.1f} req/s against its {hostile['rate_limit']:g}, "
+            f"{hostile['throttled_share']['median']:.1%} of them refused."
+            + (
+                f" The client's estimate of the server's clock ended within "
+                f"{max(offsets):.2f} s of the true {hostile['clock_offset']:+g} s, so "
+                "reconciling in server time found every stored create."
+                if offsets and hostile["totals"]["duplicates"] == 0
+                else ""
+            )
         )
     return lines
 
@@ -210,6 +277,10 @@ def render(
         *(" ".join(command) for command in commands.values()),
         "```",
         "",
+        "To rerun one benchmark and keep the other sections' figures: `python -m "
+        "benchmarks.NAME --json benchmarks/results/NAME.json`, then `python benchmarks/run.py "
+        "--render-only` (`run.py --only NAME` writes a page with that section alone).",
+        "",
         "## Targets",
         "",
         *verdicts(results),
@@ -222,7 +293,7 @@ def render(
     for name, result in results.items():
         out += [f"## {TITLES[name]}", "", (sys.modules[f"benchmarks.{name}"].__doc__
                 or "").strip(), "", BENCHMARKS[name](result), ""]  # fmt: skip
-        if "simulator" in result:
+        if "simulator" in result and "Simulator: `" not in out[-2]:
             out += [f"Simulator: `{result['simulator']}` (port, seed vary).", ""]
         out += [f"Wall time: {result.get('wall_seconds', 0):.0f} s.", ""]
     return "\n".join(out)

@@ -191,8 +191,8 @@ class Transport:
             self.server_clock.observe_date(date, sent, sent + elapsed)
         if response.status == 429:
             limiter.on_throttled(started + elapsed)
-        elif limiter.rate is not None:
-            limiter.on_success()
+        else:
+            limiter.on_success(started + elapsed)
         last_response.set(response)
         if log.isEnabledFor(logging.DEBUG):
             elapsed = round(response.elapsed * 1000, 1)

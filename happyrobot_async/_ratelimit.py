@@ -14,6 +14,9 @@ FLOOR_RATE = 0.25
 #: Without a `rate_limit`, a 429 engages the limiter only at this rate or above (requests in
 #: the last second): below it, the per-call Retry-After waits are pacing enough.
 ENGAGE_RATE = 10
+#: Once engaged, a 429 halves the rate only if 429s are at least this share of the recent
+#: responses: a few stray 429s (a shared quota, a hiccup) are not congestion.
+THROTTLED_SHARE = 0.1
 
 
 @attrs.define
@@ -22,12 +25,15 @@ class AdaptiveRateLimiter:
 
     With `max_rate` (the client's `rate_limit`) it paces from the start. Without
     one it only counts the requests of the last second, until a 429 comes while
-    that count is at least `ENGAGE_RATE`: then it engages at half that rate.
-    A 429 halves the rate (at most once per `cooldown` seconds, so a burst of
-    429s from one overload counts once).
-    Successes win it back slowly: each adds `max_rate / 100 / rate`, about
-    `max_rate / 100` requests/s per second, so a halved rate takes ~50 s to
-    recover, as TCP's additive increase does.
+    that count is at least `ENGAGE_RATE`: then it engages at half that rate, with
+    twice that rate as its ceiling. Then a 429 halves the rate (at most once per
+    `cooldown` seconds, so a burst of 429s from one overload counts once) when
+    429s are at least `THROTTLED_SHARE` of the responses of the last one or two
+    `cooldown` windows;
+    stray ones (3 % of requests, say) leave it alone. Successes win it back
+    slowly: each adds `max_rate / 100 / rate`, about `max_rate / 100` requests/s
+    per second, so a halved rate takes ~50 s to recover, as TCP's additive
+    increase does.
     """
 
     max_rate: float | None = attrs.field(
@@ -43,6 +49,12 @@ class AdaptiveRateLimiter:
     """When the current one-second bucket of the request count began."""
     _count: int = attrs.field(init=False, default=0)
     _previous: int = attrs.field(init=False, default=0)
+    _responses: int = attrs.field(init=False, default=0)
+    """Responses of the current `cooldown`-long window, and how many of them were 429s."""
+    _throttled: int = attrs.field(init=False, default=0)
+    _window: float = attrs.field(init=False, default=float("-inf"))
+    _earlier: tuple[int, int] = attrs.field(init=False, default=(0, 0))
+    """The window before: (responses, 429s), so a window just begun is not judged alone."""
 
     def __attrs_post_init__(self) -> None:
         self.rate = self.max_rate
@@ -74,22 +86,28 @@ class AdaptiveRateLimiter:
 
     def on_throttled(self, now: float) -> None:
         """The server said 429: engage, or halve the rate, once per cooldown."""
+        self._count_response(now)
+        self._throttled += 1
         if now - self._last_decrease < self.cooldown:
             return
         if self.rate is None:
             measured = self._requests_last_second(now)
             if measured < ENGAGE_RATE:
                 return
-            self._last_decrease = now
-            self.max_rate = float(measured)
+            self.max_rate = 2.0 * measured
             self.rate = max(self.min_rate, measured / 2)
             self._theoretical_arrival = now
-        else:
-            self._last_decrease = now
+        elif self._throttled + self._earlier[1] >= THROTTLED_SHARE * (
+            self._responses + self._earlier[0]
+        ):
             self.rate = max(self.min_rate, self.rate / 2)
+        else:
+            return
+        self._last_decrease = now
 
-    def on_success(self) -> None:
+    def on_success(self, now: float) -> None:
         """A request went through: raise the rate a little, up to `max_rate`."""
+        self._count_response(now)
         rate, ceiling = self.rate, self.max_rate
         if rate is not None and ceiling is not None and rate < ceiling:
             self.rate = min(ceiling, rate + ceiling / 100 / rate)
@@ -98,3 +116,10 @@ class AdaptiveRateLimiter:
         """The current bucket's count plus the part of the previous one still in the window."""
         into = min(1.0, max(0.0, now - self._second))
         return self._count + self._previous * (1.0 - into)
+
+    def _count_response(self, now: float) -> None:
+        if now - self._window >= self.cooldown:
+            recent = now - self._window < 2 * self.cooldown
+            self._earlier = (self._responses, self._throttled) if recent else (0, 0)
+            self._window, self._responses, self._throttled = now, 0, 0
+        self._responses += 1

@@ -45,16 +45,31 @@ def test_watcher_scale_smoke() -> None:
 
 
 def test_fault_soak_smoke() -> None:
-    """Every job gets exactly one model, faults and all: no duplicate, none lost."""
+    """Every job gets exactly one model, faults and all: no duplicate, none lost.
+
+    Both scenarios: the plain soak and the hostile one (faults + a server rate limit +
+    a server clock 5 minutes behind, default client options).
+    """
     result = smoke(fault_soak)
-    for key in ("totals", "clean_totals"):
-        totals = result[key]
+    hostile = result["hostile"]
+    for totals, jobs in (
+        (result["totals"], result["jobs"]),
+        (result["clean_totals"], result["jobs"]),
+        (hostile["totals"], hostile["jobs"]),
+    ):
         assert totals["duplicates"] == 0
         assert totals["lost"] == 0
         assert totals["not_stored"] == 0
-        assert totals["models_created"] == result["jobs"]
+        assert totals["models_created"] == jobs
     assert result["faults_fired"]["median"] > 0
-    assert "duplicates" in fault_soak.render(result)
+    (run_,) = hostile["runs"]
+    assert run_["faults"].get("server_rate_limit", 0) > 0  # the server's limit did refuse
+    assert sum(count for kind, count in run_["faults"].items() if kind != "server_rate_limit")
+    assert fault_soak.hostile_verdicts(hostile)[0]
+    text = fault_soak.render(result)
+    assert "duplicates" in text and "### Hostile" in text
+    lines = run.verdicts({"fault_soak": result})
+    assert any(line.startswith("- hostile soak (") and "**met**" in line for line in lines)
 
 
 def test_structuring_smoke() -> None:

@@ -288,10 +288,10 @@ def test_rate_limiter_halves_on_429_once_per_cooldown_then_recovers() -> None:
     limiter.on_throttled(now=6.0)
     assert limiter.rate == 2.5
     for _ in range(100):
-        limiter.on_success()
+        limiter.on_success(now=7.0)
     assert 2.5 < limiter.rate < 10.0
     for _ in range(10_000):
-        limiter.on_success()
+        limiter.on_success(now=7.0)
     assert limiter.rate == 10.0
     for t in range(20):
         limiter.on_throttled(now=10.0 + t)
@@ -311,5 +311,20 @@ def test_rate_limiter_engages_on_the_first_429_without_a_limit() -> None:
     waits = [limiter.reserve(now=102.0) for _ in range(3)]
     assert waits == pytest.approx([0.0, 0.05, 0.1], rel=0.05)
     for _ in range(10_000):
-        limiter.on_success()
+        limiter.on_success(now=7.0)
     assert limiter.rate == limiter.max_rate
+
+
+def test_stray_429s_do_not_collapse_the_rate() -> None:
+    """One 429 in thirty, for minutes: the engaged limiter keeps its rate; a storm halves it."""
+    limiter = AdaptiveRateLimiter(100.0)
+    for n in range(60_000):
+        now = n / 200
+        if n % 30 == 0:
+            limiter.on_throttled(now)
+        else:
+            limiter.on_success(now)
+    assert limiter.rate == 100.0
+    for n in range(100):  # then every response is a 429 for half a second
+        limiter.on_throttled(300.0 + n / 200)
+    assert limiter.rate == 50.0
