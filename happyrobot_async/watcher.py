@@ -234,6 +234,9 @@ class TrainingWatcher:
             self._streams.add(stream)
         return stream
 
+    def __repr__(self) -> str:
+        return f"<TrainingWatcher {self._state.name.lower()}, {len(self)} models tracked>"
+
     def __len__(self) -> int:
         return len(self._poller.handles)
 

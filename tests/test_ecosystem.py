@@ -113,3 +113,10 @@ async def test_reprs_say_what_a_person_needs(simulator_factory: SimulatorFactory
     assert repr(model) == f"Model(id={model.id!r}, name={model.name!r}, status='active')"
     assert repr(report).startswith("BatchReport(2 jobs: ")
     assert repr(hr.BatchReport(())) == "BatchReport(0 jobs: none)"
+    async with client_for(simulator) as client:
+        watcher = client.watcher()
+        assert repr(watcher) == "<TrainingWatcher new, 0 models tracked>"
+        async with watcher:
+            watcher.track(model.id)
+            assert repr(watcher) == "<TrainingWatcher running, 1 models tracked>"
+        assert repr(watcher) == "<TrainingWatcher closed, 0 models tracked>"
