@@ -5,7 +5,8 @@
   into it, so a second runner is told who holds it. The kernel drops the lock
   with its process, so a killed runner leaves no stale lock.
 - `read_lines`: the journal's lines, with a torn last line (a crash mid-write)
-  dropped and cut from the file.
+  dropped and cut from the file; `read_records` parses them, header first, and
+  `check_versions` that every record is of the header's version.
 - `Appender`: appends lines on its own thread, so the event loop never waits on
   the disk. Lines that must be durable get a future, resolved once they are
   fsynced; everything waiting is written and fsynced together (group commit).
@@ -22,6 +23,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 
+from ._journal_records import Record, parse
 from .errors import JournalError
 
 __all__: list[str] = []
@@ -86,6 +88,46 @@ def read_lines(path: Path, *, repair: bool, complete: Callable[[bytes], bool]) -
                 file.flush()
                 os.fsync(file.fileno())
     return lines
+
+
+def read_records(path: Path, *, repair: bool) -> list[tuple[int, Record]]:
+    """Each record of the journal with its line number, the header first; [] for an empty file.
+
+    The one reading of the file for the runner and the read-only summary alike:
+    `JournalError` names the first line that is not a valid record, or a first
+    record that is not a header. Versions are left to `check_versions`, so that
+    a caller may first turn away a version it cannot use.
+    """
+    parsed: list[tuple[int, Record]] = []
+    for number, line in enumerate(read_lines(path, repair=repair, complete=_whole), start=1):
+        if line.strip():
+            try:
+                parsed.append((number, parse(line)))
+            except ValueError as exc:
+                raise JournalError(f"journal {path}: line {number} is not valid: {exc}") from None
+    if parsed and parsed[0][1]["type"] != "header":
+        raise JournalError(f"journal {path}: line {parsed[0][0]} is not a journal header")
+    return parsed
+
+
+def check_versions(path: Path, parsed: Sequence[tuple[int, Record]]) -> None:
+    """`JournalError` at the first record past the header that is a header or of another version."""
+    header = parsed[0][1]
+    for number, record in parsed[1:]:
+        if record["type"] == "header" or record["v"] != header["v"]:
+            raise JournalError(
+                f"journal {path}: line {number} is not valid: a version {record['v']} "
+                f"{record['type']} record in a version {header['v']} journal"
+            )
+
+
+def _whole(line: bytes) -> bool:
+    """Whether the text after the last newline is a whole record (see `read_lines`)."""
+    try:
+        parse(line)
+    except ValueError:
+        return False
+    return True
 
 
 def rewrite(path: Path, lines: Sequence[bytes]) -> None:

@@ -21,8 +21,8 @@ from typing import Any, Final
 import attrs
 
 from ._jobs import JobId, id_label
-from ._journal_io import read_lines
-from ._journal_records import Record, parse
+from ._journal_io import check_versions, read_records
+from ._journal_records import Record
 from ._journal_state import JobState
 from .errors import JournalError
 
@@ -212,43 +212,21 @@ def read_summary(
 def _records(path: Path) -> tuple[list[Record], datetime | None]:
     """The job records and the header's time; nothing on disk changes."""
     try:
-        lines = read_lines(path, repair=False, complete=_whole)
+        parsed = read_records(path, repair=False)
     except OSError as exc:
         raise JournalError(f"cannot read journal {path}: {exc.strerror or exc}") from None
-    parsed: list[tuple[int, Record]] = []
-    for number, line in enumerate(lines, start=1):
-        if line.strip():
-            try:
-                parsed.append((number, parse(line)))
-            except ValueError as exc:
-                raise JournalError(f"journal {path}: line {number} is not valid: {exc}") from None
     if not parsed:
         return [], None
-    first, header = parsed[0]
-    if header["type"] != "header":
-        raise JournalError(f"journal {path}: line {first} is not a journal header")
+    header = parsed[0][1]
     if header["v"] == 1:
         raise JournalError(
             f"journal {path} was written by happyrobot-async 0.1, which kept no times and named "
             "jobs by position: run its batch once with this version (the same jobs file and "
             "--journal) to upgrade it, then look again"
         )
-    for number, record in parsed[1:]:
-        if record["type"] == "header" or record["v"] != header["v"]:
-            raise JournalError(
-                f"journal {path}: line {number} is not valid: a version {record['v']} "
-                f"{record['type']} record in a version {header['v']} journal"
-            )
+    check_versions(path, parsed)
     started: datetime = header["at"]
     return [record for _, record in parsed[1:]], started
-
-
-def _whole(line: bytes) -> bool:
-    try:
-        parse(line)
-    except ValueError:
-        return False
-    return True
 
 
 def _row(

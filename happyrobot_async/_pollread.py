@@ -8,13 +8,16 @@ raises `APITimeoutError`.
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from collections.abc import Awaitable
+from typing import Protocol, TypeVar
 
 from ._wire import Listed
 from .errors import APITimeoutError
 from .types import Model
 
 __all__: list[str] = []
+
+T = TypeVar("T")
 
 
 class ModelReader(Protocol):
@@ -35,25 +38,23 @@ class WatchableClient(Protocol):
 
 async def read_get(client: WatchableClient, model_id: str, timeout: float) -> Model:
     """`GET /models/{model_id}` once, all of it within `timeout` seconds."""
-    try:
-        async with asyncio.timeout(timeout):
-            return await client.models._poll_get(model_id, timeout)
-    except APITimeoutError:
-        raise
-    except TimeoutError:
-        raise _timed_out(f"/models/{model_id}", timeout) from None
+    return await _within(client.models._poll_get(model_id, timeout), f"/models/{model_id}", timeout)
 
 
 async def read_list(client: WatchableClient, use_case_id: str, timeout: float) -> Listed:
     """`GET /models?use_case_id=…` once, all of it within `timeout` seconds."""
+    return await _within(client.models._poll_list(use_case_id, timeout), "/models", timeout)
+
+
+async def _within(read: Awaitable[T], path: str, timeout: float) -> T:
+    """Await `read` (not yet started) under `timeout`; past it, `APITimeoutError` for `path`.
+
+    The client's own `APITimeoutError` (its request timed out) passes as it is.
+    """
     try:
         async with asyncio.timeout(timeout):
-            return await client.models._poll_list(use_case_id, timeout)
+            return await read
     except APITimeoutError:
         raise
     except TimeoutError:
-        raise _timed_out("/models", timeout) from None
-
-
-def _timed_out(path: str, timeout: float) -> APITimeoutError:
-    return APITimeoutError(f"no answer within {timeout:g} s", method="GET", path=path)
+        raise APITimeoutError(f"no answer within {timeout:g} s", method="GET", path=path) from None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from datetime import datetime
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, NotRequired, Protocol, TypedDict, TypeVar, Unpack
 
 import attrs
 
@@ -174,52 +174,44 @@ class RawResponse(Generic[T]):
         return f"<RawResponse {self.status} request_id={self.request_id!r} {self.elapsed:.3f} s>"
 
 
+class _CreateOptions(TypedDict):
+    """`Models.create`'s keywords, so that `RawModels.create` need not repeat them."""
+
+    use_case_id: str
+    name: str
+    from_model_id: str
+    train_sample_ids: Sequence[str]
+    test_sample_ids: Sequence[str]
+    explain_tools: NotRequired[bool]
+    timeout: NotRequired[float | None]
+
+
+class _ListOptions(TypedDict, total=False):
+    """`Models.list`'s keywords, so that `RawModels.list` need not repeat them."""
+
+    use_case_id: str | None
+    status: ModelStatus | str | None
+    trainable: bool | None
+    timeout: float | None
+
+
 class RawModels:
     """`client.models.with_raw_response`: `create`, `get` and `list` answering `RawResponse`."""
 
     def __init__(self, models: Models) -> None:
         self._models = models
 
-    async def create(
-        self,
-        *,
-        use_case_id: str,
-        name: str,
-        from_model_id: str,
-        train_sample_ids: Sequence[str],
-        test_sample_ids: Sequence[str],
-        explain_tools: bool = True,
-        timeout: float | None = None,
-    ) -> RawResponse[Model]:
+    async def create(self, **options: Unpack[_CreateOptions]) -> RawResponse[Model]:
         """`models.create(...)`, with the response it came from."""
-        model = await self._models.create(
-            use_case_id=use_case_id,
-            name=name,
-            from_model_id=from_model_id,
-            train_sample_ids=train_sample_ids,
-            test_sample_ids=test_sample_ids,
-            explain_tools=explain_tools,
-            timeout=timeout,
-        )
-        return _raw(model)
+        return _raw(await self._models.create(**options))
 
     async def get(self, model_id: str, *, timeout: float | None = None) -> RawResponse[Model]:
         """`models.get(...)`, with the response it came from."""
         return _raw(await self._models.get(model_id, timeout=timeout))
 
-    async def list(
-        self,
-        *,
-        use_case_id: str | None = None,
-        status: ModelStatus | str | None = None,
-        trainable: bool | None = None,
-        timeout: float | None = None,
-    ) -> RawResponse[list[Model]]:
+    async def list(self, **options: Unpack[_ListOptions]) -> RawResponse[list[Model]]:
         """`models.list(...)`, with the response it came from."""
-        models = await self._models.list(
-            use_case_id=use_case_id, status=status, trainable=trainable, timeout=timeout
-        )
-        return _raw(models)
+        return _raw(await self._models.list(**options))
 
 
 def _raw(value: T) -> RawResponse[T]:

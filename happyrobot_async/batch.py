@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, Unpack, overload
 
 from ._batch_runner import OnChange, OnResult, Runner
 from ._jobs import job_id, validate_jobs
@@ -31,23 +31,29 @@ if TYPE_CHECKING:
 __all__ = ["run_batch"]
 
 
+class _BatchOptions(TypedDict, total=False):
+    """The keywords of `run_batch` besides `dry_run`: written once for both overloads."""
+
+    concurrency: int
+    journal: str | os.PathLike[str] | Journal | None
+    raise_on_failure: bool
+    on_change: OnChange | None
+    on_result: OnResult | None
+    progress: BatchProgress | None
+    poll_interval: float
+    max_poll_interval: float
+    retry_failed: bool
+    retry_errors: bool
+    deadline: float | None
+
+
 @overload
 async def run_batch(
     client: HappyRobotClient,
     jobs: Sequence[TrainingJob | Mapping[str, Any]],
     *,
-    concurrency: int = ...,
-    journal: str | os.PathLike[str] | Journal | None = ...,
-    raise_on_failure: bool = ...,
-    on_change: OnChange | None = ...,
-    on_result: OnResult | None = ...,
-    progress: BatchProgress | None = ...,
-    poll_interval: float = ...,
-    max_poll_interval: float = ...,
-    retry_failed: bool = ...,
-    retry_errors: bool = ...,
-    deadline: float | None = ...,
     dry_run: Literal[False] = ...,
+    **options: Unpack[_BatchOptions],
 ) -> BatchReport: ...
 
 
@@ -56,18 +62,8 @@ async def run_batch(
     client: HappyRobotClient,
     jobs: Sequence[TrainingJob | Mapping[str, Any]],
     *,
-    concurrency: int = ...,
-    journal: str | os.PathLike[str] | Journal | None = ...,
-    raise_on_failure: bool = ...,
-    on_change: OnChange | None = ...,
-    on_result: OnResult | None = ...,
-    progress: BatchProgress | None = ...,
-    poll_interval: float = ...,
-    max_poll_interval: float = ...,
-    retry_failed: bool = ...,
-    retry_errors: bool = ...,
-    deadline: float | None = ...,
     dry_run: Literal[True],
+    **options: Unpack[_BatchOptions],
 ) -> BatchPlan: ...
 
 

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from ._jobs import JobId, content_digest, job_id
-from ._journal_io import Appender, JournalLock, read_lines, rewrite
-from ._journal_records import Record, encode, jobs_fingerprint, migrate_v1, parse
+from ._journal_io import Appender, JournalLock, check_versions, read_records, rewrite
+from ._journal_records import Record, encode, jobs_fingerprint, migrate_v1
 from ._journal_state import JobState, refuse_changed, replay
 from .errors import JournalError
 from .types import TrainingJob
@@ -179,24 +179,11 @@ def _load(
     """The journal's records (as version 2), and the lines to rewrite it with if upgraded."""
     if not path.exists():
         return [], None
-    parsed: list[tuple[int, Record]] = []
-    for number, line in enumerate(read_lines(path, repair=repair, complete=_whole), start=1):
-        if line.strip():
-            try:
-                parsed.append((number, parse(line)))
-            except ValueError as exc:
-                raise JournalError(f"journal {path}: line {number} is not valid: {exc}") from None
+    parsed = read_records(path, repair=repair)
     if not parsed:
         return [], None
-    first, header = parsed[0]
-    if header["type"] != "header":
-        raise JournalError(f"journal {path}: line {first} is not a journal header")
-    for number, record in parsed[1:]:
-        if record["type"] == "header" or record["v"] != header["v"]:
-            raise JournalError(
-                f"journal {path}: line {number} is not valid: a version {record['v']} "
-                f"{record['type']} record in a version {header['v']} journal"
-            )
+    check_versions(path, parsed)
+    header = parsed[0][1]
     if header["v"] == 2:
         return [record for _, record in parsed[1:]], None
     if header["fingerprint"] != jobs_fingerprint(jobs) or header["jobs"] != len(jobs):
@@ -212,14 +199,6 @@ def _load(
         raise JournalError(f"journal {path}: {exc}") from None
     lines = [encode({"type": "header", "at": _now()}), *(encode(r) for r in records)]
     return records, lines
-
-
-def _whole(line: bytes) -> bool:
-    try:
-        parse(line)
-    except ValueError:
-        return False
-    return True
 
 
 def _has_header(path: Path) -> bool:

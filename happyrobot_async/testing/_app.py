@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import attrs
 from aiohttp import hdrs, web
@@ -217,18 +218,8 @@ async def _list(request: web.Request) -> web.Response:
         return _list_with_raw(state, organization_id, query)
     records = state.store.find(organization_id, query)
     now = state.store.now()
-    return responses.json_response(
-        200,
-        [
-            record.to_json(
-                now,
-                summary=True,
-                extra_fields=state.extra_fields,
-                optional_fields=state.optional_fields,
-            )
-            for record in records
-        ],
-    )
+    items = [_render(state, record, now, summary=True) for record in records]
+    return responses.json_response(200, items)
 
 
 def _list_with_raw(state: SimState, organization_id: str, query: ListQuery) -> web.Response:
@@ -237,24 +228,23 @@ def _list_with_raw(state: SimState, organization_id: str, query: ListQuery) -> w
     return responses.json_response(
         200,
         [
-            item.to_json(
-                now,
-                summary=True,
-                extra_fields=state.extra_fields,
-                optional_fields=state.optional_fields,
-            )
-            if isinstance(item, ModelRecord)
-            else item
+            _render(state, item, now, summary=True) if isinstance(item, ModelRecord) else item
             for item in state.store.find_with_raw(organization_id, query)
         ],
     )
 
 
 def _model_response(state: SimState, record: ModelRecord) -> web.Response:
-    body = record.to_json(
-        state.store.now(), extra_fields=state.extra_fields, optional_fields=state.optional_fields
+    return responses.json_response(200, _render(state, record, state.store.now()))
+
+
+def _render(
+    state: SimState, record: ModelRecord, now: float, *, summary: bool = False
+) -> dict[str, Any]:
+    """The model as the API spells it (`summary`: a list item), in the current field modes."""
+    return record.to_json(
+        now, summary=summary, extra_fields=state.extra_fields, optional_fields=state.optional_fields
     )
-    return responses.json_response(200, body)
 
 
 async def _stats(request: web.Request) -> web.Response:
