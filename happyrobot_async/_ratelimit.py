@@ -113,12 +113,8 @@ class AdaptiveRateLimiter:
             self.rate = min(ceiling, rate + ceiling / 100 / rate)
 
     def _requests_last_second(self, now: float) -> float:
-        """The request rate of the last second: the current bucket's count plus the part of
-        the previous one still in the window; a first bucket younger than a second is scaled
-        up to a second (100 requests in 0.2 s are 500 a second, not 100)."""
+        """The current bucket's count plus the part of the previous one still in the window."""
         into = min(1.0, max(0.0, now - self._second))
-        if self._previous == 0 and into < 1.0:
-            return self._count / max(into, 0.1)
         return self._count + self._previous * (1.0 - into)
 
     def _count_response(self, now: float) -> None:
