@@ -126,7 +126,7 @@ class Reconciler:
             if m.name == create.name
             and m.id not in self._claimed
             and m.from_model_id in (None, create.from_model_id)
-            and (m.created_at.timestamp() >= earliest or not known)
+            and (_latest(m) >= earliest or not known)
         }
         ordered = sorted(named.values(), key=lambda m: m.created_at)
         unreadable = [b for b in listed.bad if b.name in (None, create.name)]
@@ -145,7 +145,7 @@ class Reconciler:
             evidence = _evidence(full, create)
             if evidence is Evidence.MISMATCH:
                 continue
-            if full.created_at.timestamp() < earliest:  # only when the clock is unknown
+            if _latest(full) < earliest:  # only when the clock is unknown
                 raise self._unclear(create, "one matches from before the assumed clock skew")
             if evidence is Evidence.MATCH:
                 last_response.set(response)
@@ -183,6 +183,12 @@ def _evidence(model: Model, create: CreateModel) -> Evidence:
     if any(seen is None for seen, _ in pairs):
         return Evidence.PARTIAL
     return Evidence.MATCH
+
+
+def _latest(model: Model) -> float:
+    """The latest instant `created_at` can stand for: a whole-second stamp means [s, s + 1)."""
+    stamp = model.created_at.timestamp()
+    return stamp + 1.0 if model.created_at.microsecond == 0 else stamp
 
 
 def _id_of(candidate: Model | BadItem) -> str:

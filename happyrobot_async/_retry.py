@@ -79,8 +79,8 @@ class RetryPolicy:
     """Creates: how long to let a possibly-stored model settle before looking again."""
     clock_skew: float = attrs.field(default=10.0, validator=_seconds)
     """Creates: how far the server's clock may be off ours while no `Date` header told us."""
-    reconcile_tolerance: float = attrs.field(default=2.0, validator=_seconds)
-    """Creates: slack, in server time, for whole-second timestamps when matching a create."""
+    reconcile_tolerance: float = attrs.field(default=1.0, validator=_seconds)
+    """Creates: slack, in server time, for a server clock the `Date` headers misjudge."""
 
     def backoff_delay(self, retry: int, rng: random.Random | None = None) -> float:
         """Full jitter: uniform in [0, min(max_delay, initial_delay * 2^retry))."""

@@ -86,9 +86,13 @@ async def test_skewed_clock_learned_from_the_lookup_itself(
 async def test_an_identical_older_model_is_not_adopted(simulator_factory: SimulatorFactory) -> None:
     """An identical model made 3 s (server time) before this create began is never taken."""
     sim = await simulator_factory()
+    async with client_for(sim) as other:  # another client: its model is not claimed by ours
+        older = await other.models.create(**create_args(sim, "twin"))
+    # really 3 s later (a clock step instead would look, to the client, like a server whose
+    # clock jumped mid-create, where taking the earlier window is the safe side)
+    await asyncio.sleep(3.0)
     async with client_for(sim) as client:
-        older = await client.models.create(**create_args(sim, "twin"))
-        sim.clock_offset = 3.0  # the server's clock moves 3 s on: "later"
+        await client.models.list()  # learns the server's clock
         sim.faults = [Fault("commit_then_fail", route="create", then=504)]
         mine = await client.models.create(**create_args(sim, "twin"))
     assert mine.id != older.id
