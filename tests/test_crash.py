@@ -126,7 +126,7 @@ async def test_batch_killed_at_random_moments_ends_with_one_model_per_job(tmp_pa
             if runs in SECOND_RUNNER_IN:
                 await _second_runner_is_refused(tmp_path, sim, process)
             try:
-                await asyncio.wait_for(process.wait(), timeout=rng.uniform(0.05, 4.0))
+                await asyncio.wait_for(process.wait(), timeout=rng.uniform(0.05, 1.5))
             except TimeoutError:
                 try:
                     process.kill()
