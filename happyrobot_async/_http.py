@@ -12,12 +12,13 @@ import time
 import weakref
 from collections.abc import Mapping
 from contextvars import ContextVar
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import aiohttp
-import attrs
+import yarl
 
 from . import errors
+from ._gate import Gate
 from ._logging import log
 from ._ratelimit import AdaptiveRateLimiter
 from ._serverclock import ServerClock
@@ -31,8 +32,7 @@ DEFAULT_MAX_RESPONSE_BYTES: Final = 64 * 1024 * 1024
 _CHUNK: Final = 256 * 1024
 
 
-@attrs.frozen
-class Response:
+class Response(NamedTuple):
     """An HTTP response, fully read; `elapsed`: seconds from sending to the last byte."""
 
     status: int
@@ -66,12 +66,14 @@ class Transport:
         session: aiohttp.ClientSession | None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
-        self._base_url = base_url.rstrip("/")
+        # Encoded once here; request paths are built from checked, URL-safe parts,
+        # so each request's URL is taken as it is instead of being parsed again.
+        self._base_url = str(yarl.URL(base_url.rstrip("/")))
         self._headers = dict(headers)
         self._secret = self._headers["authorization"].removeprefix("Bearer ").encode()
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout)
         self._max_concurrency = max_concurrency
-        self._slots = asyncio.Semaphore(max_concurrency)
+        self._gate = Gate(max_concurrency)
         self.rate_limiter = AdaptiveRateLimiter(rate_limit)
         self.server_clock = ServerClock()
         self._epoch = time.time() - time.perf_counter()  # perf_counter → epoch seconds
@@ -104,7 +106,10 @@ class Transport:
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=self._max_concurrency)
             self._session = aiohttp.ClientSession(
-                connector=connector, headers=self._headers, timeout=self._timeout
+                connector=connector,
+                headers=self._headers,
+                timeout=self._timeout,
+                cookie_jar=aiohttp.DummyCookieJar(),  # an API client keeps no cookies
             )
             # aiohttp silently resends a GET once when a pooled connection drops;
             # our retry policy does that, and `max_retries` must mean what it says.
@@ -147,23 +152,20 @@ class Transport:
         if timeout is not None:
             total = aiohttp.ClientTimeout(total=timeout, sock_connect=self._timeout.sock_connect)
             options = {**options, "timeout": total}
-        limiter = self.rate_limiter
-        async with self._slots:
-            if session.closed:  # closed while this request waited for a slot
+        gate = self._gate
+        if not gate.take():
+            await gate.wait()
+        try:
+            if session.closed:  # closed while this request waited for a place
                 raise errors.HappyRobotError(_CLOSED if self._closed else _CLOSED_BY_OWNER)
             started = time.perf_counter()  # the limiter's clock too: perf_counter is monotonic
-            wait = limiter.reserve(started)
+            wait = self.rate_limiter.reserve(started)
             if wait > 0:
-                try:
-                    await asyncio.sleep(wait)
-                except asyncio.CancelledError:
-                    limiter.release()  # the slot booked for this request goes to the next one
-                    raise
-                started = time.perf_counter()
+                started = await self._pace(wait)
             try:
                 async with session.request(
                     request.method,
-                    self._base_url + request.path,
+                    yarl.URL(self._base_url + request.path, encoded=True),
                     params=request.params or None,
                     data=request.body,
                     allow_redirects=False,
@@ -179,29 +181,51 @@ class Transport:
                         body = await raw.read()
                     else:
                         body = await self._read_capped(raw, request)
-                    elapsed = time.perf_counter() - started
-                    response = Response(raw.status, raw.headers, body, elapsed)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise _connection_error(exc, request) from exc
-        if response.status >= 300 and self._secret in response.body:  # a server echoing our key
-            response = attrs.evolve(response, body=response.body.replace(self._secret, b"<hidden>"))
-        date = response.headers.get("Date")
+        finally:
+            gate.give()
+        return self._received(request, attempt, raw.status, raw.headers, body, started)
+
+    async def _pace(self, wait: float) -> float:
+        """Wait the limiter's `wait`; return when the request is sent after all."""
+        try:
+            await asyncio.sleep(wait)
+        except asyncio.CancelledError:
+            self.rate_limiter.release()  # the slot booked for this request goes to the next one
+            raise
+        return time.perf_counter()
+
+    def _received(
+        self,
+        request: Request,
+        attempt: int,
+        status: int,
+        headers: Mapping[str, str],
+        body: bytes,
+        started: float,
+    ) -> Response:
+        """The response, with what it tells the server clock and the rate limiter noted."""
+        received = time.perf_counter()
+        if status >= 300 and self._secret in body:  # a server echoing our key
+            body = body.replace(self._secret, b"<hidden>")
+        response = Response(status, headers, body, received - started)
+        date = headers.get("Date")
         if date is not None:  # our epoch, from the monotonic clock: no wall-clock calls here
-            sent = started + self._epoch
-            self.server_clock.observe_date(date, sent, sent + elapsed)
-        if response.status == 429:
-            limiter.on_throttled(started + elapsed)
+            self.server_clock.observe_date(date, started + self._epoch, received + self._epoch)
+        if status == 429:
+            self.rate_limiter.on_throttled(received)
         else:
-            limiter.on_success(started + elapsed)
+            self.rate_limiter.on_success(received)
         last_response.set(response)
         if log.isEnabledFor(logging.DEBUG):
             elapsed = round(response.elapsed * 1000, 1)
-            fields = {"method": request.method, "path": request.path, "status": response.status}
+            fields = {"method": request.method, "path": request.path, "status": status}
             log.debug(
                 "%s %s -> %d (attempt %d, %.1f ms)",
                 request.method,
                 request.path,
-                response.status,
+                status,
                 attempt,
                 elapsed,
                 extra={**fields, "attempt": attempt, "elapsed": elapsed},

@@ -97,6 +97,8 @@ class AdaptiveRateLimiter:
             self.max_rate = 2.0 * measured
             self.rate = max(self.min_rate, measured / 2)
             self._theoretical_arrival = now
+            # shares count from here: successes before engaging were not counted
+            self._window, self._responses, self._throttled, self._earlier = now, 1, 1, (0, 0)
         elif self._throttled + self._earlier[1] >= THROTTLED_SHARE * (
             self._responses + self._earlier[0]
         ):
@@ -106,10 +108,15 @@ class AdaptiveRateLimiter:
         self._last_decrease = now
 
     def on_success(self, now: float) -> None:
-        """A request went through: raise the rate a little, up to `max_rate`."""
-        self._count_response(now)
+        """A request went through: raise the rate a little, up to `max_rate`.
+
+        Not engaged, there is nothing to learn from it (every request is on its way).
+        """
         rate, ceiling = self.rate, self.max_rate
-        if rate is not None and ceiling is not None and rate < ceiling:
+        if rate is None:
+            return
+        self._count_response(now)
+        if ceiling is not None and rate < ceiling:
             self.rate = min(ceiling, rate + ceiling / 100 / rate)
 
     def _requests_last_second(self, now: float) -> float:

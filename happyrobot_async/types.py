@@ -122,7 +122,13 @@ def _sample_ids(instance: Any, attribute: attrs.Attribute[Any], value: object) -
         raise InvalidRequestError(
             attribute.name, f"must be a list of sample ids, not {type(value).__name__}"
         )
-    for index, item in enumerate(value):
+    try:  # the common case, every id fine, checked in one pass of C loops
+        if all(map(str.strip, value)):
+            "".join(value).encode("utf-8")
+            return
+    except (TypeError, UnicodeEncodeError):
+        pass
+    for index, item in enumerate(value):  # something is wrong: find it and name it
         if not isinstance(item, str) or not item.strip():
             raise InvalidRequestError(
                 f"{attribute.name}[{index}]", f"must be a non-empty string, got {item!r}"
