@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 
 from happyrobot_async import HappyRobotClient
-from happyrobot_async.cli import _faultspec, _simulate, main
+from happyrobot_async.cli import _simulate, main
 from happyrobot_async.cli._faultspec import parse_fault
 from happyrobot_async.testing import Fault
 from happyrobot_async.testing._clock import TIMESTAMP_FORMATS
@@ -177,7 +177,6 @@ def test_simulate_help_lists_the_simulators_fault_kinds_and_routes(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """`simulate --help` names every fault kind, route and timestamp format the simulator has."""
-    assert (_faultspec.FAULT_KINDS, _faultspec.ROUTES) == (FAULT_KINDS, ROUTES)
     assert _simulate.TIMESTAMP_FORMATS == TIMESTAMP_FORMATS
     with pytest.raises(SystemExit) as exc:
         main(["simulate", "--help"])

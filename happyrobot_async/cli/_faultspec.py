@@ -1,8 +1,8 @@
 """`simulate --fault KIND:RATE[:ROUTE][:K=V...]`: parse the option into a `Fault`, and its help.
 
-`parse_fault` imports the simulator (it runs only for `simulate`); the help is
-built without it, so the kinds and routes are spelled out here (a test keeps
-them equal to the simulator's `FAULT_KINDS` and `ROUTES`).
+Both read the simulator's own lists of fault kinds and routes, so they import
+it; they run only for `simulate` (the help only when it is shown), and no
+other command loads `happyrobot_async.testing`.
 """
 
 from __future__ import annotations
@@ -18,26 +18,20 @@ if TYPE_CHECKING:
 
 __all__: list[str] = []
 
-#: The simulator's FAULT_KINDS and ROUTES, for the help.
-FAULT_KINDS = (
-    "latency",
-    "rate_limit",
-    "server_error",
-    "drop",
-    "truncate",
-    "commit_then_fail",
-    "redirect",
-    "malformed_json",
-    "wrong_shape",
-    "hang",
-    "client_error",
-    "oversize",
-)
-ROUTES = ("create", "get", "list")
+#: The `simulate` epilog as given to argparse: `FaultHelpFormatter` puts the fault help there.
+FAULT_HELP = "{fault help}"
+
+
+class FaultHelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Writes the fault help only when help is shown, so building the parser imports nothing."""
+
+    def add_text(self, text: str | None) -> None:
+        super().add_text(fault_help() if text == FAULT_HELP else text)
 
 
 def fault_help() -> str:
     """The `--fault` syntax: kinds, routes, parameters, examples (the help's epilog)."""
+    from ..testing._faults import FAULT_KINDS, ROUTES
 
     def paragraph(text: str) -> str:
         return textwrap.fill(text, width=78, subsequent_indent="  ")

@@ -3,8 +3,8 @@
 Benchmarks and manual tests point a client at it. The simulator and the fault
 classes are imported inside the functions that need them, which run only for
 this command, so no other command loads `happyrobot_async.testing`; the help
-therefore spells the timestamp formats out itself (`_faultspec` does the same
-for the fault kinds and routes; a test keeps them equal to the simulator's).
+therefore spells the timestamp formats out itself (a test keeps them equal to
+the simulator's), and `_faultspec` writes the fault kinds only when it is shown.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from ._common import UsageError, add_log_options, note
-from ._faultspec import fault_help, parse_fault
+from ._faultspec import FAULT_HELP, FaultHelpFormatter, parse_fault
 
 if TYPE_CHECKING:
     from ..testing import Simulator
@@ -47,8 +47,8 @@ def add_simulate(subparsers: Subparsers) -> None:
         "simulate",
         help="run the API simulator until interrupted",
         description=_DESCRIPTION,
-        epilog=fault_help(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=FAULT_HELP,
+        formatter_class=FaultHelpFormatter,
     )
     parser.add_argument(
         "--host",
