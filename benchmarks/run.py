@@ -22,7 +22,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import fault_soak, profiling, structuring, throughput, watcher_scale
+from benchmarks import bulk, fault_soak, profiling, structuring, throughput, watcher_scale
 from benchmarks._common import ROOT, fmt, machine
 
 BENCHMARKS: dict[str, Callable[[dict[str, Any]], str]] = {
@@ -31,6 +31,7 @@ BENCHMARKS: dict[str, Callable[[dict[str, Any]], str]] = {
     "fault_soak": fault_soak.render,
     "structuring": structuring.render,
     "profiling": profiling.render,
+    "bulk": bulk.render,
 }
 TITLES = {
     "throughput": "1. Throughput",
@@ -38,6 +39,7 @@ TITLES = {
     "fault_soak": "3. Fault soak",
     "structuring": "4. Structuring",
     "profiling": "5. Profile",
+    "bulk": "6. Bulk",
 }
 
 
@@ -116,6 +118,16 @@ def verdicts(results: dict[str, dict[str, Any]]) -> list[str]:
                 f"{_met(rate_ok)}); 429 share {fmt(hostile['throttled_share'], 3)} steady, "
                 f"{fmt(hostile['throttled_share_all'], 3)} over the whole run"
             )
+    bk = results.get("bulk")
+    if bk:
+        checks = "; ".join(
+            f"run_batch/raw {figure} {fmt(stat, 3)} (target ≤ {target:.2f}: {_met(ok)})"
+            for figure, stat, target, ok in bulk.verdicts(bk)
+        )
+        lines.append(
+            f"- bulk, a {bk['settings']['jobs']:,}-job `run_batch` with a journal vs raw "
+            f"aiohttp with one polling task per job: {checks}"
+        )
     return lines
 
 
@@ -236,6 +248,29 @@ def reading(results: dict[str, dict[str, Any]]) -> list[str]:
                 "reconciling in server time found every stored create."
                 if offsets and hostile["totals"]["duplicates"] == 0
                 else ""
+            )
+        )
+    bk = results.get("bulk")
+    if bk:
+        m, s = bk["summary"], bk["settings"]
+        sdk, bare, raw = m["sdk"], m["sdk_memory"], m["raw"]
+        last = [m[name]["last_create_s"] for name in ("sdk", "sdk_memory", "raw")]
+        lines.append(
+            f"- Bulk: run_batch makes {sdk['requests_per_job']['median']:.2f} requests per job "
+            f"against {raw['requests_per_job']['median']:.1f} for one task per job (one list per "
+            f"use case per {s['interval']:g} s interval, not one get per job), and spends "
+            f"{sdk['cpu_us_per_job']['median']:.0f} µs of client CPU per job against "
+            f"{raw['cpu_us_per_job']['median']:.0f} µs, the journal "
+            f"{m['journal_cpu_us_per_job']['median']:.0f} µs of it "
+            f"({bare['cpu_us_per_job']['median']:.0f} µs without one). Its wall time is the "
+            "creates, then the lifecycle (the same for all: same simulator seed), then up to "
+            "one poll interval"
+            + (
+                f"; the last POST went out at {last[0]['median']:.2f} s with the journal, "
+                f"{last[1]['median']:.2f} s without and {last[2]['median']:.2f} s for raw "
+                f"aiohttp (all at most {s['concurrency']} creates at once)."
+                if all(last)
+                else "."
             )
         )
     return lines

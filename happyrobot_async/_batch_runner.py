@@ -15,6 +15,7 @@ import inspect
 import random
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -116,7 +117,7 @@ class Runner:
             try:
                 async with self.slots:
                     row.stage = JobStage.SUBMITTING
-                    return await self._create_once(job, state, row)
+                    model, recorded = await self._create_once(job, state, row)
             except TRANSIENT as exc:
                 delay = min(MAX_BACKOFF, self._backoff_base() * 2**failures)
                 delay *= self.rng.uniform(0.5, 1.0)
@@ -127,8 +128,16 @@ class Runner:
                 row.stage, row.error = JobStage.RETRYING, str(exc)
                 await asyncio.sleep(delay)
                 row.error = None
+            else:
+                # Its slot is free for the next POST while this record reaches the disk: a
+                # crash before then leaves the intent, and the next run looks the model up.
+                await self.journal.wait(recorded)
+                return model
 
-    async def _create_once(self, job: TrainingJob, state: JobState, row: JobProgress) -> Model:
+    async def _create_once(
+        self, job: TrainingJob, state: JobState, row: JobProgress
+    ) -> tuple[Model, Future[None]]:
+        """Find or create the job's model; with the journal's (pending) record of it."""
         if state.sent_at is not None:  # a POST of an earlier attempt was never confirmed
             found = await self.client.models._find_created(job, state.sent_at)
             if found is not None:
@@ -138,8 +147,7 @@ class Runner:
                         f"earlier model {found.id}; cannot tell whether another was created"
                     )
                 log.info("job %s: found model %s from an earlier attempt", job.label, found.id)
-                await self._created(job, state, row, found)
-                return found
+                return found, self._created(job, state, row, found)
         ambiguous_before = state.sent_at is not None
         await self.journal.wait(self.journal.intent(job))
         _mirror(row, state)
@@ -149,15 +157,15 @@ class Runner:
             if not ambiguous_before:  # refused, and nothing earlier may exist: proof
                 await self.journal.wait(self.journal.done(job, None, str(exc)))
             raise
-        await self._created(job, state, row, model)
-        return model
+        return model, self._created(job, state, row, model)
 
-    async def _created(
+    def _created(
         self, job: TrainingJob, state: JobState, row: JobProgress, model: Model
-    ) -> None:
-        await self.journal.wait(self.journal.created(job, model.id))
+    ) -> Future[None]:
+        recorded = self.journal.created(job, model.id)
         row.model_status = model.raw_status
         _mirror(row, state)
+        return recorded
 
     async def _retry_gap(self, state: JobState) -> None:
         """A retry's POST waits until a lookup can tell its model from the previous one."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from benchmarks import fault_soak, profiling, run, structuring, throughput, watcher_scale
+from benchmarks import bulk, fault_soak, profiling, run, structuring, throughput, watcher_scale
 
 
 def smoke(module: Any) -> dict[str, Any]:
@@ -93,3 +93,22 @@ def test_profiling_and_results_page_smoke() -> None:
     page = run.render({"profiling": result}, {"profiling": ["python", "-m", "x"]}, smoke=True)
     assert "## 5. Profile" in page
     assert "suggested" not in page and "what-if" not in page
+
+
+def test_bulk_smoke() -> None:
+    """Every variant ends every job with exactly one model; run.py turns the ratios into targets."""
+    result = smoke(bulk)
+    settings, m = result["settings"], result["summary"]
+    jobs = settings["jobs"] * settings["repeat"]
+    for name in bulk.VARIANTS:
+        assert m[name]["jobs_ended"] == m[name]["models_created"] == jobs
+        assert m[name]["duplicates"] == 0
+        assert m[name]["cpu_us_per_job"]["median"] > 0
+        assert m[name]["last_create_s"] is not None
+    assert m["sdk"]["requests_per_job"]["median"] < m["raw"]["requests_per_job"]["median"]
+    assert m["sdk_raw_wall"]["median"] > 0 and m["sdk_raw_cpu"]["median"] > 0
+    assert "run_batch + journal" in bulk.render(result)
+    lines = run.verdicts({"bulk": result})
+    assert any(line.startswith("- bulk, ") and "client CPU per job" in line for line in lines)
+    page = run.render({"bulk": result}, {"bulk": ["python", "-m", "x"]}, smoke=True)
+    assert "## 6. Bulk" in page and "- Bulk: run_batch makes" in page
