@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Callable, Generator
 from typing import Any
 
+from ._seen import Shape, Snapshot, Values, raw_status, rebuild, unchanged
 from .types import Model, ModelStatus, StatusChange
 
 __all__ = ["ChangeStream", "WatchHandle"]
@@ -24,9 +25,25 @@ class WatchHandle:
 
     Cancelling a task that awaits the handle leaves the handle (and its other
     awaiters, and the watching) untouched.
+
+    Its future is made when first needed (awaited, or given a callback): a watcher
+    of many models mostly reads their changes, and a future per model would be a
+    good part of its memory. The handle belongs to the event loop it was made on.
     """
 
-    __slots__ = ("_future", "_model", "_timer", "model_id", "raise_on_failure", "timeout")
+    __slots__ = (
+        "_done",
+        "_error",
+        "_future",
+        "_loop",
+        "_model",
+        "_shape",
+        "_timer",
+        "_values",
+        "model_id",
+        "raise_on_failure",
+        "timeout",
+    )
 
     def __init__(
         self, model_id: str, timeout: float | None = None, raise_on_failure: bool = False
@@ -34,41 +51,72 @@ class WatchHandle:
         self.model_id = model_id
         self.timeout = timeout
         self.raise_on_failure = raise_on_failure
-        self._future: asyncio.Future[Model] = asyncio.get_running_loop().create_future()
+        self._loop = asyncio.get_running_loop()
+        self._future: asyncio.Future[Model] | None = None  # made by `_promise`
+        self._done = False
+        self._error: Exception | None = None
+        # the last state seen (the final one once done): a `Model`, or the snapshot of its
+        # list item
         self._model: Model | None = None
+        self._shape: Shape | None = None
+        self._values: Values | None = None
         self._timer: asyncio.TimerHandle | None = None
 
     @property
     def model(self) -> Model | None:
         """The last state polled, or None before the first poll."""
+        if self._values is not None:
+            assert self._shape is not None
+            return rebuild(self._shape, self._values)
         return self._model
 
     @property
     def status(self) -> ModelStatus | None:
         """The last status polled, or None before the first poll."""
+        if self._values is not None:
+            assert self._shape is not None
+            return ModelStatus(raw_status(self._shape, self._values))
         return None if self._model is None else self._model.status
 
     def done(self) -> bool:
         """True once the handle has its final model or its error."""
-        return self._future.done()
+        return self._done
 
     def exception(self) -> BaseException | None:
         """The error the handle ended with, or None if it ended with a model.
 
         Like `asyncio.Future.exception`, it raises `InvalidStateError` before `done()`.
         """
-        return self._future.exception()
+        if not self._done:
+            raise asyncio.InvalidStateError("Exception is not set.")
+        return self._error
 
     def add_done_callback(self, callback: Callable[[WatchHandle], object]) -> None:
         """Schedule `callback(handle)` for when the handle is done, as a future would."""
-        self._future.add_done_callback(lambda _: callback(self))
+        self._promise().add_done_callback(lambda _: callback(self))
 
     # -- reported by the watcher ----------------------------------------------------------
 
-    def observe(self, model: Model) -> Model | None:
-        """Keep `model` as the last state seen; return the one seen before (None at first)."""
-        previous, self._model = self._model, model
+    def observe(self, model: Model, snapshot: Snapshot | None = None) -> str | None:
+        """Keep `model` as the last state seen; return the raw status seen before (None at first).
+
+        Given the `snapshot` of the list item `model` came from, keep that instead.
+        """
+        if self._values is not None:
+            assert self._shape is not None
+            previous: str | None = raw_status(self._shape, self._values)
+        else:
+            previous = None if self._model is None else self._model.raw_status
+        if snapshot is None:
+            self._model, self._shape, self._values = model, None, None
+        else:
+            self._model, (self._shape, self._values) = None, snapshot
         return previous
+
+    def unchanged(self, item: dict[str, Any]) -> bool:
+        """True if the list item `item` is exactly the one whose snapshot is kept."""
+        shape, values = self._shape, self._values
+        return shape is not None and values is not None and unchanged(shape, values, item)
 
     def set_timer(self, timer: asyncio.TimerHandle) -> None:
         """Own the timer of the handle's deadline, so settling the handle cancels it."""
@@ -77,8 +125,11 @@ class WatchHandle:
     def resolve(self, model: Model) -> None:
         """End the handle with its final model (no-op if it has already ended)."""
         self._cancel_timer()
-        if not self._future.done():
-            self._future.set_result(model)
+        if not self._done:
+            self._done = True
+            self._model, self._shape, self._values = model, None, None  # the same state
+            if self._future is not None:
+                self._future.set_result(model)
 
     def fail(self, error: Exception) -> None:
         """End the handle with `error` (no-op if it has already ended).
@@ -87,17 +138,32 @@ class WatchHandle:
         nobody awaits causes no "exception was never retrieved" noise.
         """
         self._cancel_timer()
-        if not self._future.done():
-            self._future.set_exception(error)
-            self._future.exception()
+        if not self._done:
+            self._done, self._error = True, error
+            if self._future is not None:
+                self._future.set_exception(error)
+                self._future.exception()
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
+    def _promise(self) -> asyncio.Future[Model]:
+        """The handle's future, on the handle's loop: made on first need, settled if done."""
+        future = self._future
+        if future is None:
+            future = self._future = self._loop.create_future()
+            if self._error is not None:
+                future.set_exception(self._error)
+                future.exception()  # retrieved: see `fail`
+            elif self._done:
+                assert self._model is not None
+                future.set_result(self._model)
+        return future
+
     def __await__(self) -> Generator[Any, None, Model]:
-        return asyncio.shield(self._future).__await__()
+        return asyncio.shield(self._promise()).__await__()
 
     def __repr__(self) -> str:
         state = "done" if self.done() else (self.status or "not seen yet")

@@ -6,9 +6,10 @@ use case with two or more followed models, else one get per model) on a `PollQue
 poll is one one-shot read (`_pollread`): one attempt whose deadline `request_timeout`
 covers the wait for a slot and the rate limiter too, no retry inside. Hung polls
 holding all `MAX_CONCURRENT_POLLS` workers for an interval get more workers (up to
-`MAX_POLL_WORKERS`), so they delay no other model. What a poll saw is judged by
-the pure `judge`. Intervals run from when a poll was planned. A blank use case
-from the server counts as unknown (such a model is polled with gets).
+`MAX_POLL_WORKERS`), so they delay no other model. A list's items are sorted by
+the pure `sort_listed`: an item unchanged since the last poll costs a comparison,
+not a `Model`; the others are judged by the pure `judge_status`. Intervals run from
+when a poll was planned. A blank use case counts as unknown (polled with gets).
 
 Failures (the pure `judge_error` has the rules) are retried on the schedule with
 backoff (a Retry-After pauses all polling), fail the model's handle, ask each model
@@ -30,10 +31,12 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from ._handles import WatchHandle
+from ._listread import sort_listed
 from ._pollqueue import PollQueue
 from ._pollread import WatchableClient, read_get, read_list
 from ._schedule import Poll, Schedule
-from ._settle import Action, judge, judge_error
+from ._seen import Snapshot, Snapshots
+from ._settle import Action, judge_error, judge_status
 from .errors import AuthenticationError, ResponseValidationError, WatcherClosedError
 from .types import Model, StatusChange
 
@@ -76,6 +79,7 @@ class Poller:
         self._bad_lists: dict[str, int] = {}  # use case -> unreadable lists in a row
         limits = MAX_CONCURRENT_POLLS, MAX_POLL_WORKERS
         self._polls = PollQueue(self._get, self._list, schedule.use_case_of, *limits)
+        self._snapshots = Snapshots()  # the list items last seen, compactly
         self._failures = 0  # transient poll failures since the last summary
         self._last_failure: BaseException | None = None
         self._stopped = False
@@ -212,18 +216,14 @@ class Poller:
         self._auth_failures = 0
         self._bad_lists.pop(use_case_id, None)
         at = datetime.now(UTC)
-        by_id = {model.id: model for model in listed.models}
         gets_out = self._polls.gets_out
-        unserved = []
-        for model_id in poll.model_ids:
-            model = by_id.get(model_id)
-            if model is None:
-                unserved.append(model_id)
-            elif not gets_out or model_id not in gets_out:  # else its own get will tell
-                self._observe(model, planned, at)
-        if listed.bad:
-            log.debug("list of use case %s: %d bad item(s)", use_case_id, len(listed.bad))
-        self._polls.put_gets(unserved, asyncio.get_running_loop().time())
+        found = sort_listed(poll.model_ids, listed, self._handles, gets_out, self._snapshots)
+        for model, snapshot in found.changed:
+            self._observe(model, planned, at, snapshot)
+        self._schedule.record_many(use_case_id, found.same, planned)
+        if found.bad:
+            log.debug("list of use case %s: %d bad item(s) of ours", use_case_id, found.bad)
+        self._polls.put_gets(found.unserved, asyncio.get_running_loop().time())
 
     def _failed(
         self,
@@ -269,12 +269,15 @@ class Poller:
                 if model_id in self._schedule:
                     self._schedule.failed(model_id, now)
 
-    def _observe(self, model: Model, planned: float, at: datetime) -> None:
+    def _observe(
+        self, model: Model, planned: float, at: datetime, snapshot: Snapshot | None = None
+    ) -> None:
         """Act on one polled state: reschedule, emit its change, settle its handle."""
         handle = self._handles.get(model.id)
         if handle is None:
             return
-        verdict = judge(handle.observe(model), model, handle.raise_on_failure, at)
+        previous = handle.observe(model, snapshot)
+        verdict = judge_status(previous, model, handle.raise_on_failure, at)
         change = verdict.change
         self._schedule.record(model.id, change is not None, planned)
         if change is not None:

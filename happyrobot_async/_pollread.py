@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Awaitable
 from typing import Protocol, TypeVar
 
-from ._wire import Listed
+from ._wire import ListItems
 from .errors import APITimeoutError
 from .types import Model
 
@@ -24,7 +24,7 @@ class ModelReader(Protocol):
     """The one-shot reads the poll loop needs (`client.models`): one attempt, own deadline."""
 
     async def _poll_get(self, model_id: str, timeout: float) -> Model: ...
-    async def _poll_list(self, use_case_id: str, timeout: float) -> Listed: ...
+    async def _poll_list(self, use_case_id: str, timeout: float) -> ListItems: ...
 
 
 class WatchableClient(Protocol):
@@ -41,7 +41,7 @@ async def read_get(client: WatchableClient, model_id: str, timeout: float) -> Mo
     return await _within(client.models._poll_get(model_id, timeout), f"/models/{model_id}", timeout)
 
 
-async def read_list(client: WatchableClient, use_case_id: str, timeout: float) -> Listed:
+async def read_list(client: WatchableClient, use_case_id: str, timeout: float) -> ListItems:
     """`GET /models?use_case_id=…` once, all of it within `timeout` seconds."""
     return await _within(client.models._poll_list(use_case_id, timeout), "/models", timeout)
 

@@ -16,7 +16,17 @@ from ._attempts import Decode
 from ._follow import wait_for_model, watch_models
 from ._http import Response, last_response
 from ._logging import log
-from ._wire import Listed, Request, decode_model, decode_models, get_request, header, list_request
+from ._wire import (
+    Listed,
+    ListItems,
+    Request,
+    decode_list,
+    decode_model,
+    decode_models,
+    get_request,
+    header,
+    list_request,
+)
 from .types import CreateModel, Model, ModelStatus, StatusChange
 
 __all__ = ["RawResponse"]
@@ -139,11 +149,14 @@ class Models:
         response = await self._client._send_once(request, timeout)
         return decode_model(response.status, response.headers, response.body, request)
 
-    async def _poll_list(self, use_case_id: str, timeout: float) -> Listed:
-        """One list of a use case, one attempt, its own deadline (see `_poll_get`)."""
+    async def _poll_list(self, use_case_id: str, timeout: float) -> ListItems:
+        """One list of a use case, one attempt, its own deadline (see `_poll_get`).
+
+        Its items are left undecoded: the watcher decodes only those that changed.
+        """
         request = list_request(use_case_id)
         response = await self._client._send_once(request, timeout)
-        return decode_models(response.status, response.headers, response.body, request)
+        return decode_list(response.status, response.headers, response.body, request)
 
 
 @attrs.frozen(repr=False)

@@ -20,25 +20,28 @@ Rules:
   due time is `now` plus the interval, jittered by ±`jitter` (never above the cap)
   for a lone model. A use case's models are not jittered: they share one list
   anyway, and each drawing its own jitter would only pull that list earlier (the
-  earliest of many draws is about `interval * (1 - jitter)`).
+  earliest of many draws is about `interval * (1 - jitter)`). `record_many` is
+  `record` for the unchanged models of one list, all at once.
 - `pause_until(t)` holds every poll back until `t` (a server's Retry-After);
   `hold(ids, now)` puts off polls planned before the pause began to its end.
+
+Cost: each model keeps its own interval and due time, but the timer heap
+(`_scheduling.Timers`) holds one item per use case, so waking up, planning and
+rescheduling a use case's models cost one heap operation and one pass over plain
+attributes; a use case's models share their interval and due-time floats.
 """
 
 from __future__ import annotations
 
-import heapq
 import random
 from collections.abc import Iterable
 from typing import Literal
 
 import attrs
 
-__all__: list[str] = []
+from ._scheduling import ModelEntry, Timers, check_settings, grown, later
 
-#: Compact the heap when stale items outnumber live ones by this factor.
-_COMPACT_RATIO = 2
-_COMPACT_MIN = 64
+__all__: list[str] = []
 
 
 @attrs.frozen
@@ -60,44 +63,23 @@ class Poll:
         return cls("get", (model_id,))
 
 
-@attrs.define(slots=True)
-class _Entry:
-    use_case_id: str | None
-    due: float
-    interval: float
-    seq: int = 0
-    """Matches the one live heap item for this model; older items are stale."""
-
-
-def _positive(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not value > 0:
-        raise ValueError(f"{attribute.name} must be positive, got {value!r}")
-
-
 @attrs.define(on_setattr=attrs.setters.NO_OP)  # settings are checked once; no per-write hook
 class Schedule:
     """Per-model due times and intervals for every tracked model."""
 
-    interval: float = attrs.field(default=2.0, validator=_positive)
-    max_interval: float = attrs.field(default=30.0, validator=_positive)
+    interval: float = attrs.field(default=2.0)
+    max_interval: float = attrs.field(default=30.0)
     factor: float = attrs.field(default=1.5)
     jitter: float = attrs.field(default=0.1)
     rng: random.Random = attrs.field(factory=random.Random)
-    _entries: dict[str, _Entry] = attrs.field(init=False, factory=dict)
-    _by_use_case: dict[str, dict[str, None]] = attrs.field(init=False, factory=dict)
-    _heap: list[tuple[float, int, str]] = attrs.field(init=False, factory=list)
-    _seq: int = attrs.field(init=False, default=0)
+    _entries: dict[str, ModelEntry] = attrs.field(init=False, factory=dict)
+    _timers: Timers = attrs.field(init=False)
     _paused_until: float = attrs.field(init=False, default=float("-inf"))
+    _grown: dict[float, float] = attrs.field(init=False, factory=dict)
 
     def __attrs_post_init__(self) -> None:
-        if self.max_interval < self.interval:
-            raise ValueError(
-                f"max_interval ({self.max_interval!r}) must be >= interval ({self.interval!r})"
-            )
-        if self.factor < 1:
-            raise ValueError(f"factor must be >= 1, got {self.factor!r}")
-        if not 0 <= self.jitter < 1:
-            raise ValueError(f"jitter must be within [0, 1), got {self.jitter!r}")
+        check_settings(self.interval, self.max_interval, self.factor, self.jitter)
+        self._timers = Timers(self._entries)
 
     # -- membership ---------------------------------------------------------------
 
@@ -111,18 +93,16 @@ class Schedule:
         """Track a model (no-op if tracked); it is due now, or soon if it joins a group."""
         if model_id in self._entries:
             return
-        joins = use_case_id is not None and bool(self._by_use_case.get(use_case_id))
-        entry = _Entry(use_case_id, now + self.interval if joins else now, self.interval)
+        joins = use_case_id is not None and use_case_id in self._timers.groups
+        entry = ModelEntry(use_case_id, now + self.interval if joins else now, self.interval)
         self._entries[model_id] = entry
-        if use_case_id is not None:
-            self._by_use_case.setdefault(use_case_id, {})[model_id] = None
-        self._push(model_id, entry)
+        self._timers.place(model_id, entry)
 
     def remove(self, model_id: str) -> None:
         """Stop tracking a model (no-op if it is not tracked)."""
         entry = self._entries.pop(model_id, None)
         if entry is not None and entry.use_case_id is not None:
-            self._forget_use_case(model_id, entry.use_case_id)
+            self._timers.leave(model_id, entry.use_case_id)
 
     def set_use_case(self, model_id: str, use_case_id: str | None) -> None:
         """Move a tracked model to `use_case_id` (learned from its first get)."""
@@ -130,14 +110,14 @@ class Schedule:
         if entry.use_case_id == use_case_id:
             return
         if entry.use_case_id is not None:
-            self._forget_use_case(model_id, entry.use_case_id)
+            self._timers.leave(model_id, entry.use_case_id)
         entry.use_case_id = use_case_id
-        if use_case_id is not None:
-            self._by_use_case.setdefault(use_case_id, {})[model_id] = None
+        self._timers.place(model_id, entry)
 
     def models_of(self, use_case_id: str) -> tuple[str, ...]:
         """Every tracked model of a use case, in the order they were grouped."""
-        return tuple(self._by_use_case.get(use_case_id, ()))
+        group = self._timers.groups.get(use_case_id)
+        return () if group is None else group.model_ids()
 
     def use_case_of(self, model_id: str) -> str | None:
         """A tracked model's use case (None if unknown or the model is not tracked)."""
@@ -155,33 +135,45 @@ class Schedule:
         """
         if now < self._paused_until:
             return []
-        items = self._pop_due(now)
-        for item in items:
-            heapq.heappush(self._heap, item)
-        return [model_id for _, _, model_id in items]
+        found: list[tuple[float, int, int, str]] = []
+        for item in self._timers.pop_due(now):
+            self._timers.put_back(item)
+            due, seq, key = item
+            if isinstance(key, str):
+                found.append((due, seq, 0, key))
+            else:
+                members = key.members.items()
+                found += [(e.due, seq, i, m) for i, (m, e) in enumerate(members) if e.due <= now]
+        return [model_id for *_, model_id in sorted(found)]
 
     def plan(self, now: float) -> list[Poll]:
         """Take the due models and return the polls that refresh them.
 
-        Lists come first (one per use case, in order of their earliest due model),
+        Lists come first (one per use case, in the order their heap items come due),
         then gets. Every due model is rescheduled one current interval ahead.
         """
         if now < self._paused_until:
             return []
-        lists: dict[str, None] = {}
+        lists: list[Poll] = []
         gets: list[str] = []
-        for _, _, model_id in self._pop_due(now):
-            entry = self._entries[model_id]
-            use_case_id = entry.use_case_id
-            if use_case_id is not None and len(self._by_use_case[use_case_id]) >= 2:
-                lists[use_case_id] = None
-            else:
-                gets.append(model_id)
-            entry.due = now + self._jittered(entry)
-            self._push(model_id, entry)
-        polls = [Poll.list(uc, tuple(self._by_use_case[uc])) for uc in lists]
-        polls.extend(Poll.get(model_id) for model_id in gets)
-        return polls
+        for _, _, key in self._timers.pop_due(now):
+            if isinstance(key, str):  # a model whose use case is unknown
+                entry = self._entries[key]
+                self._timers.set_due(key, entry, now + self._jittered(entry))
+                gets.append(key)
+                continue
+            group, at, taken = key, later(now), False
+            listed = len(group.members) >= 2
+            for model_id, entry in group.members.items():
+                if entry.due <= now:
+                    taken = True
+                    entry.due = at(entry.interval) if listed else now + self._jittered(entry)
+                    if not listed:
+                        gets.append(model_id)
+            if taken and listed:
+                lists.append(Poll.list(group.use_case_id, group.model_ids()))
+            self._timers.rearm(group)
+        return lists + [Poll.get(model_id) for model_id in gets]
 
     def record(self, model_id: str, changed: bool, now: float) -> None:
         """Store what a poll planned at `now` found: `changed` if the status is new.
@@ -190,24 +182,42 @@ class Schedule:
         change backs off.
         """
         entry = self._entries[model_id]
-        entry.interval = (
-            self.interval if changed else min(entry.interval * self.factor, self.max_interval)
-        )
-        entry.due = now + self._jittered(entry)
-        self._push(model_id, entry)
+        entry.interval = self.interval if changed else self._grow(entry.interval)
+        self._timers.set_due(model_id, entry, now + self._jittered(entry))
+
+    def record_many(self, use_case_id: str, model_ids: Iterable[str], now: float) -> None:
+        """`record(id, False, now)` for each of `model_ids`, listed together from `use_case_id`.
+
+        The models still grouped there are rescheduled in one pass; any other is recorded
+        alone, and an untracked one is skipped.
+        """
+        group = self._timers.groups.get(use_case_id)
+        members = group.members if group is not None and len(group.members) >= 2 else {}
+        at, grow = later(now), self._grow
+        before = after = due = float("nan")  # the last interval seen, grown, and its due time
+        for model_id in model_ids:
+            entry = members.get(model_id)
+            if entry is None:
+                if model_id in self._entries:
+                    self.record(model_id, False, now)
+                continue
+            if entry.interval is not before:  # models listed together mostly share it
+                before = entry.interval
+                after = grow(before)
+                due = at(after)
+            entry.interval, entry.due = after, due
+        if group is not None:
+            self._timers.refresh(group)
 
     def failed(self, model_id: str, now: float) -> None:
         """A poll for this model failed: back off as if nothing changed."""
         entry = self._entries[model_id]
-        entry.interval = min(entry.interval * self.factor, self.max_interval)
-        entry.due = now + self._jittered(entry)
-        self._push(model_id, entry)
+        entry.interval = self._grow(entry.interval)
+        self._timers.set_due(model_id, entry, now + self._jittered(entry))
 
     def retry_at(self, model_id: str, when: float) -> None:
         """Make a model due at `when`, keeping its interval (e.g. a poll skipped by a pause)."""
-        entry = self._entries[model_id]
-        entry.due = when
-        self._push(model_id, entry)
+        self._timers.set_due(model_id, self._entries[model_id], when)
 
     def hold(self, model_ids: Iterable[str], now: float) -> bool:
         """If polling is paused at `now`, make these models due at its end and say True.
@@ -240,46 +250,21 @@ class Schedule:
         return None if self._paused_until == float("-inf") else self._paused_until
 
     def next_deadline(self) -> float | None:
-        """When the next poll is due (after any pause); None if nothing is tracked."""
-        heap = self._heap
-        while heap and not self._live(heap[0]):
-            heapq.heappop(heap)
-        if not heap:
-            return None
-        return max(heap[0][0], self._paused_until)
+        """When the next poll may be due (after any pause); None if nothing is tracked."""
+        due = self._timers.next_due()
+        return None if due is None else max(due, self._paused_until)
 
     # -- internals --------------------------------------------------------------------
 
-    def _jittered(self, entry: _Entry) -> float:
+    def _grow(self, interval: float) -> float:
+        """The interval after one more unchanged poll (one shared float per value)."""
+        return grown(self._grown, interval, self.factor, self.max_interval)
+
+    def _jittered(self, entry: ModelEntry) -> float:
         """The entry's interval, jittered unless its model is polled with its use case."""
         interval = entry.interval
-        grouped = entry.use_case_id is not None and len(self._by_use_case[entry.use_case_id]) >= 2
+        use_case_id = entry.use_case_id
+        grouped = use_case_id is not None and len(self._timers.groups[use_case_id].members) >= 2
         if self.jitter and not grouped:
             interval *= 1 + self.rng.uniform(-self.jitter, self.jitter)
         return min(interval, self.max_interval)
-
-    def _push(self, model_id: str, entry: _Entry) -> None:
-        self._seq = entry.seq = seq = self._seq + 1
-        heapq.heappush(self._heap, (entry.due, seq, model_id))
-        if len(self._heap) > _COMPACT_MIN + _COMPACT_RATIO * len(self._entries):
-            self._heap = [item for item in self._heap if self._live(item)]
-            heapq.heapify(self._heap)
-
-    def _live(self, item: tuple[float, int, str]) -> bool:
-        entry = self._entries.get(item[2])
-        return entry is not None and entry.seq == item[1]
-
-    def _pop_due(self, now: float) -> list[tuple[float, int, str]]:
-        heap = self._heap
-        items = []
-        while heap and heap[0][0] <= now:
-            item = heapq.heappop(heap)
-            if self._live(item):
-                items.append(item)
-        return items
-
-    def _forget_use_case(self, model_id: str, use_case_id: str) -> None:
-        members = self._by_use_case[use_case_id]
-        members.pop(model_id, None)
-        if not members:
-            del self._by_use_case[use_case_id]

@@ -84,13 +84,25 @@ KEEP_WATCHING = Verdict()
 
 def judge(previous: Model | None, model: Model, raise_on_failure: bool, at: datetime) -> Verdict:
     """Judge `model`, just polled at `at`, against `previous`, the state seen before it."""
+    seen = None if previous is None else previous.raw_status
+    return judge_status(seen, model, raise_on_failure, at)
+
+
+def judge_status(
+    previous: str | None, model: Model, raise_on_failure: bool, at: datetime
+) -> Verdict:
+    """`judge`, told only the raw status seen before (`previous`; None at the first sighting).
+
+    What the poll loop calls: a handle keeps its last state compactly, not as a `Model`.
+    """
     status = model.status
-    if previous is not None and previous.raw_status == model.raw_status:
+    if previous == model.raw_status:
         if status is not _ACTIVE and status is not _FAILED:
             return KEEP_WATCHING
         change = None
     else:
-        change = StatusChange(model, None if previous is None else previous.status, status, at)
+        before = None if previous is None else ModelStatus(previous)
+        change = StatusChange(model, before, status, at)
     if status is _FAILED and raise_on_failure:
         return Verdict(change, error=TrainingFailedError(model))
     if status is _ACTIVE or status is _FAILED:

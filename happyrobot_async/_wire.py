@@ -126,30 +126,53 @@ def decode_models(
     The response as a whole must be a JSON array; each item that does not
     decode is set aside with its error (and its id, if it has a readable one).
     """
-    data = _json_payload(status, headers, body, request)
-    if not isinstance(data, list):
-        raise _shape_error(status, body, "expected an array", "$")
+    items = decode_list(status, headers, body, request)
     models: list[Model] = []
     bad: list[BadItem] = []
-    structure = converter.structure
-    for index, item in enumerate(data):
+    for index in range(len(items.items)):
+        decoded = items.decode(index)
+        if isinstance(decoded, BadItem):
+            bad.append(decoded)
+        else:
+            models.append(decoded)
+    return Listed(models, bad)
+
+
+@attrs.frozen
+class ListItems:
+    """A list response's array, its items not decoded yet (the watcher decodes only changes)."""
+
+    status: int
+    body: bytes
+    items: list[Any]
+
+    def decode(self, index: int) -> Model | BadItem:
+        """Item `index` as a `Model`, or set aside as a `BadItem` (as `decode_models` does)."""
+        item = self.items[index]
         try:
             if type(item) is not dict:
                 raise TypeError("expected an object")
-            models.append(structure(item, Model))
+            return converter.structure(item, Model)
         except (cattrs.BaseValidationError, TypeError, ValueError) as exc:
-            error = _item_error(exc, status, body, index)
+            error = _item_error(exc, self.status, self.body, index)
             fields = item if isinstance(item, dict) else {}
             model_id, name = fields.get("id"), fields.get("name")
-            bad.append(
-                BadItem(
-                    index,
-                    model_id if isinstance(model_id, str) else None,
-                    name if isinstance(name, str) else None,
-                    error,
-                )
+            return BadItem(
+                index,
+                model_id if isinstance(model_id, str) else None,
+                name if isinstance(name, str) else None,
+                error,
             )
-    return Listed(models, bad)
+
+
+def decode_list(
+    status: int, headers: Mapping[str, str], body: bytes, request: Request | None = None
+) -> ListItems:
+    """A list response → its items, undecoded, or the matching error (as `decode_models`)."""
+    data = _json_payload(status, headers, body, request)
+    if not isinstance(data, list):
+        raise _shape_error(status, body, "expected an array", "$")
+    return ListItems(status, body, data)
 
 
 def error_for(

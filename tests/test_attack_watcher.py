@@ -8,35 +8,28 @@ own where the simulator cannot misbehave the way we need. Each test was marked
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import AsyncExitStack, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
+from conftest import Connect, connector, create_models, loop_in_a_thread, wait_until
 
 import happyrobot_async as hr
-from happyrobot_async.testing import Fault, Simulator
+from happyrobot_async.testing import Fault
 from happyrobot_async.testing.pytest_plugin import SimulatorFactory
 
 FAST: dict[str, Any] = {"poll_interval": 0.05, "max_poll_interval": 0.1}
 ID_A, ID_B = "a" * 24, "b" * 24
 
-Connect = Callable[..., Awaitable[tuple[Simulator, hr.HappyRobotClient]]]
 Serve = Callable[[web.Application], Awaitable[str]]
 
 
 # -- plumbing ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def stack() -> AsyncIterator[AsyncExitStack]:
-    async with AsyncExitStack() as stack:
-        yield stack
 
 
 @pytest.fixture(autouse=True)
@@ -56,18 +49,7 @@ async def no_leftover_tasks() -> AsyncIterator[None]:
 @pytest.fixture
 def connect(simulator_factory: SimulatorFactory, stack: AsyncExitStack) -> Connect:
     """Start a simulator (nothing moves unless told) and a client on it."""
-
-    async def make(
-        *, client_options: dict[str, Any] | None = None, **settings: Any
-    ) -> tuple[Simulator, hr.HappyRobotClient]:
-        settings.setdefault("speed", 0.0)
-        settings.setdefault("failure_rate", 0.0)
-        sim = await simulator_factory(**settings)
-        client = hr.HappyRobotClient(sim.api_key, sim.base_url, **(client_options or {}))
-        await stack.enter_async_context(client)
-        return sim, client
-
-    return make
+    return connector(simulator_factory, stack, speed=0.0, failure_rate=0.0)
 
 
 @pytest.fixture
@@ -106,44 +88,8 @@ def model_json(model_id: str, status: str, use_case_id: str | None = "uc-1") -> 
     }
 
 
-async def create(
-    sim: Simulator, client: hr.HappyRobotClient, count: int = 1, use_cases: int = 1
-) -> list[hr.Model]:
-    async def one(i: int) -> hr.Model:
-        use_case_id = sim.use_case_ids[i % use_cases]
-        return await client.models.create(
-            use_case_id=use_case_id,
-            name=f"model {i}",
-            from_model_id=sim.base_model_ids(use_case_id)[0],
-            train_sample_ids=["s1"],
-            test_sample_ids=["s2"],
-        )
-
-    return list(await asyncio.gather(*(one(i) for i in range(count))))
-
-
-async def until(condition: Callable[[], object], timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():  # noqa: ASYNC110 - counters have no event
-            await asyncio.sleep(0.002)
-
-
 def tasks_named(name: str) -> list[asyncio.Task[Any]]:
     return [task for task in asyncio.all_tasks() if task.get_name() == name and not task.done()]
-
-
-@contextmanager
-def loop_in_a_thread() -> Iterator[asyncio.AbstractEventLoop]:
-    """A second event loop, running in a thread of its own."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    try:
-        yield loop
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)
-        loop.close()
 
 
 # -- 1. sixteen hung models take every poll worker ------------------------------------------
@@ -152,14 +98,14 @@ def loop_in_a_thread() -> Iterator[asyncio.AbstractEventLoop]:
 async def test_sixteen_hung_models_delay_no_other_model(connect: Connect) -> None:
     """With 16 models whose gets hang, a 17th is still seen within an interval + a round trip."""
     sim, client = await connect()
-    models = await create(sim, client, 17)
+    models = await create_models(sim, client, 17)
     stuck, moving = models[:16], models[16]
     sim.faults = [Fault("hang", route="get", model_id=model.id) for model in stuck]
     settings: dict[str, Any] = {"poll_interval": 0.1, "max_poll_interval": 0.1, "jitter": 0.0}
     async with client.watcher(**settings, request_timeout=3.0) as watcher:
         for model in stuck:
             watcher.track(model.id)  # bare ids: one get each, all hung
-        await until(lambda: sim.stats.in_flight == 16)
+        await wait_until(lambda: sim.stats.in_flight == 16)
         stream = watcher.changes()
         watcher.track(moving.id)
         first = await asyncio.wait_for(anext(stream), 0.1 * 1.5 + 0.5)
@@ -193,7 +139,7 @@ async def test_wait_on_a_closed_borrowed_session_raises(connect: Connect) -> Non
     sim, _ = await connect()
     session = aiohttp.ClientSession()
     client = hr.HappyRobotClient(sim.api_key, sim.base_url, session=session)
-    [model] = await create(sim, client)
+    [model] = await create_models(sim, client)
     await session.close()
     with pytest.raises((RuntimeError, hr.HappyRobotError), match="closed"):
         await client.models.get(model.id)  # the plain read says so at once
@@ -247,7 +193,7 @@ async def test_models_with_a_blank_use_case_still_settle(serve: Serve) -> None:
 async def test_on_change_may_close_its_own_watcher(connect: Connect) -> None:
     """An async on_change that calls `await watcher.aclose()` returns, and leaves no task."""
     sim, client = await connect()
-    [model] = await create(sim, client)
+    [model] = await create_models(sim, client)
     closed = asyncio.Event()
 
     async def stop_at_first(change: hr.StatusChange) -> None:
@@ -269,7 +215,7 @@ async def test_on_change_may_close_its_own_watcher(connect: Connect) -> None:
 async def test_a_cancelled_exit_leaves_no_on_change_task(connect: Connect) -> None:
     """If leaving the watcher is cancelled while on_change is stuck, its task is ended too."""
     sim, client = await connect()
-    [model] = await create(sim, client)
+    [model] = await create_models(sim, client)
     called, never = asyncio.Event(), asyncio.Event()
 
     async def stuck(change: hr.StatusChange) -> None:
@@ -290,7 +236,7 @@ async def test_a_cancelled_exit_leaves_no_on_change_task(connect: Connect) -> No
 async def test_a_twice_cancelled_exit_still_ends_handles_and_streams(connect: Connect) -> None:
     """Cancelled again while leaving, the watcher still fails its handles and ends its streams."""
     sim, client = await connect()
-    [model] = await create(sim, client)
+    [model] = await create_models(sim, client)
     watcher = client.watcher(**FAST)
     entered = asyncio.Event()
 
@@ -303,7 +249,7 @@ async def test_a_twice_cancelled_exit_still_ends_handles_and_streams(connect: Co
     await entered.wait()
     handle, stream = watcher.track(model), watcher.changes()
     consumer = asyncio.create_task(anext(stream))
-    await until(lambda: consumer.done())  # the first sighting: polling works
+    await wait_until(lambda: consumer.done())  # the first sighting: polling works
     rest = asyncio.create_task(anext(stream, None))
     task.cancel()
     while True:  # until the owner is inside aclose(): then cancel it again
@@ -330,7 +276,7 @@ async def test_a_twice_cancelled_exit_still_ends_handles_and_streams(connect: Co
 async def test_a_stream_read_by_two_tasks_ends_for_both(connect: Connect) -> None:
     """Two tasks reading one `changes()` stream both end when the watcher closes."""
     sim, client = await connect()
-    models = await create(sim, client, 2)
+    models = await create_models(sim, client, 2)
     got: list[list[hr.StatusChange]] = [[], []]
 
     async with client.watcher(**FAST) as watcher:
@@ -342,7 +288,7 @@ async def test_a_stream_read_by_two_tasks_ends_for_both(connect: Connect) -> Non
         readers = [asyncio.create_task(read(into)) for into in got]
         await asyncio.sleep(0)  # both are waiting now
         handles = [watcher.track(model) for model in models]
-        await until(lambda: all(handle.status is not None for handle in handles))
+        await wait_until(lambda: all(handle.status is not None for handle in handles))
         for model in models:
             sim.set_status(model.id, "active")
         await asyncio.gather(*handles)
@@ -389,8 +335,8 @@ async def test_a_poll_never_outlasts_request_timeout(
 ) -> None:
     """Against a server that answers at once, no poll lasts longer than request_timeout."""
     sim, client = await connect()
-    grouped = await create(sim, client, 3)
-    lone = (await create(sim, client, 3, use_cases=3))[1:]  # one each in two other use cases
+    grouped = await create_models(sim, client, 3)
+    lone = (await create_models(sim, client, 3, use_cases=3))[1:]  # one each in two other use cases
     sim.faults = [Fault("rate_limit", route="list", retry_after=0)]  # 429 storm, lists only
     durations: list[float] = []
     poll_get = client.models._poll_get
@@ -411,7 +357,7 @@ async def test_a_poll_never_outlasts_request_timeout(
         await asyncio.sleep(1.5)  # the storm engages the client's limiter, then halves it
         for model in lone:
             watcher.track(model)
-        await until(lambda: len(durations) >= 1)
+        await wait_until(lambda: len(durations) >= 1)
     assert max(durations) <= request_timeout + 0.15, durations
 
 
@@ -431,7 +377,7 @@ async def test_models_behind_an_unreadable_list_still_settle(
 ) -> None:
     """Models of a use case whose list never decodes are settled by gets of their own."""
     sim, client = await connect(client_options={"max_response_bytes": 4000})
-    models = await create(sim, client, 2)
+    models = await create_models(sim, client, 2)
     for model in models:
         sim.set_status(model.id, "active")
     sim.faults = [fault]
@@ -447,7 +393,7 @@ async def test_models_behind_an_unreadable_list_still_settle(
 async def test_track_from_another_event_loop_is_refused(connect: Connect) -> None:
     """Calling track() from another thread's event loop raises instead of half-working."""
     sim, client = await connect()
-    [model] = await create(sim, client)
+    [model] = await create_models(sim, client)
     async with client.watcher(**FAST) as watcher:
 
         async def elsewhere() -> str:
@@ -468,7 +414,7 @@ async def test_track_from_another_event_loop_is_refused(connect: Connect) -> Non
 async def test_on_change_survives_a_cancelled_error_of_its_own(connect: Connect) -> None:
     """A callback that awaits a task cancelled by someone else does not silence later changes."""
     sim, client = await connect()
-    models = await create(sim, client, 2, use_cases=2)
+    models = await create_models(sim, client, 2, use_cases=2)
     seen: list[hr.StatusChange] = []
 
     async def on_change(change: hr.StatusChange) -> None:
@@ -481,8 +427,8 @@ async def test_on_change_survives_a_cancelled_error_of_its_own(connect: Connect)
 
     async with client.watcher(**FAST, on_change=on_change) as watcher:
         handles = [watcher.track(model) for model in models]
-        await until(lambda: all(handle.status is not None for handle in handles))
+        await wait_until(lambda: all(handle.status is not None for handle in handles))
         for model in models:
             sim.set_status(model.id, "active")
         await asyncio.gather(*handles)
-        await until(lambda: len(seen) == 4, timeout=1.0)  # two sightings, two ends
+        await wait_until(lambda: len(seen) == 4, timeout=1.0)  # two sightings, two ends

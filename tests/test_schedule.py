@@ -341,3 +341,91 @@ def test_bad_settings_are_refused(kwargs: dict[str, float]) -> None:
     """Nonsense intervals, factors and jitters are refused up front."""
     with pytest.raises(ValueError):
         Schedule(**kwargs)  # type: ignore[arg-type]
+
+
+# -- a use case rescheduled as one ---------------------------------------------------------
+
+
+def test_record_many_reschedules_a_use_case_at_once() -> None:
+    """The unchanged models of one list back off together, sharing one due time."""
+    s = make()
+    ids = [f"m{i}" for i in range(5)]
+    for model_id in ids:
+        s.add(model_id, "u", 0.0)
+    assert s.plan(0.0) == [Poll.list("u", tuple(ids))]
+    s.record_many("u", ids, 0.0)
+    assert {s.interval_of(model_id) for model_id in ids} == {3.0}
+    assert {id(s.due_at(model_id)) for model_id in ids} == {id(s.due_at("m0"))} != set()
+    assert s.due_at("m0") == 3.0
+    assert s.next_deadline() == 3.0
+    assert s.plan(2.9) == []
+    assert s.plan(3.0) == [Poll.list("u", tuple(ids))]
+
+
+def test_record_many_records_any_other_model_alone() -> None:
+    """A listed model no longer grouped there is recorded alone; an untracked one is skipped."""
+    s = make()
+    s.add("a", "u", 0.0)
+    s.add("b", "u", 0.0)
+    s.add("moved", "u", 0.0)
+    s.set_use_case("moved", "v")
+    s.record_many("u", ["a", "moved", "gone"], 1.0)
+    assert (s.interval_of("a"), s.interval_of("moved")) == (3.0, 3.0)
+    assert (s.due_at("a"), s.due_at("moved")) == (4.0, 4.0)
+    assert "gone" not in s
+
+
+def test_a_use_case_due_early_plans_nothing_and_is_rearmed() -> None:
+    """A record that pushes a use case's earliest model later leaves its timer early: the
+    wake-up plans no poll and re-arms the timer at the earliest model."""
+    s = make()
+    s.add("a", "u", 0.0)  # due at once
+    s.add("b", "u", 0.0)  # joins: due in one interval
+    s.record("a", SAME, 0.0)  # a: due at 3
+    assert s.next_deadline() == 0.0  # the use case's timer is early now
+    assert s.plan(0.0) == []
+    assert s.next_deadline() == 2.0
+    assert s.plan(2.0) == [Poll.list("u", ("a", "b"))]
+
+
+def test_ten_thousand_models_of_one_use_case_keep_one_timer() -> None:
+    """Planning and recording a big use case keeps the schedule's memory flat: one timer
+    for all of its models, not one per model."""
+    s = make()
+    ids = [f"m{i:05}" for i in range(10_000)]
+    for model_id in ids:
+        s.add(model_id, "u", 0.0)
+    (poll,) = s.plan(0.0)  # the first plan makes the use case's list of ids, kept after
+    s.record_many("u", poll.model_ids, 0.0)
+    tracemalloc.start()
+    try:
+        now = 3.0
+        for _ in range(20):
+            (poll,) = s.plan(now)
+            s.record_many("u", poll.model_ids, now)
+            deadline = s.next_deadline()
+            assert deadline is not None
+            now = deadline
+        grown, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert grown < 10_000  # a timer per model would be ~1 MB per cycle before compaction
+
+
+def test_models_of_an_unknown_use_case_recorded_over_and_over_keep_memory_flat() -> None:
+    """Each record of a model with a timer of its own leaves a stale timer behind; stale
+    timers are swept, so memory stays flat, and the next deadline stays right."""
+    s = make()
+    ids = [f"m{i}" for i in range(100)]
+    for model_id in ids:
+        s.add(model_id, None, 0.0)
+    tracemalloc.start()
+    try:
+        for t in range(1, 51):
+            for model_id in ids:
+                s.record(model_id, SAME, float(t))
+        grown, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert grown < 100_000  # keeping all 5,000 stale timers would hold ~0.5 MB
+    assert s.next_deadline() == 80.0  # capped at 30 s after the last record, at 50

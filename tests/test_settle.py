@@ -8,7 +8,14 @@ from typing import Literal
 import pytest
 
 import happyrobot_async as hr
-from happyrobot_async._settle import KEEP_WATCHING, Action, ErrorVerdict, judge, judge_error
+from happyrobot_async._settle import (
+    KEEP_WATCHING,
+    Action,
+    ErrorVerdict,
+    judge,
+    judge_error,
+    judge_status,
+)
 
 S = hr.ModelStatus
 AT = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -73,6 +80,22 @@ def test_judge(
         assert verdict.result is None
         assert isinstance(verdict.error, hr.TrainingFailedError)
         assert verdict.error.model is polled
+
+
+@pytest.mark.parametrize(("before", "now", "raise_on_failure", "change", "settles"), TABLE)
+def test_judge_status_is_judge_told_only_the_raw_status(
+    before: str | None,
+    now: str,
+    raise_on_failure: bool,
+    change: tuple[hr.ModelStatus | None, hr.ModelStatus] | None,
+    settles: str,
+) -> None:
+    """The poll loop's `judge_status`, told the raw status seen before, judges as `judge`."""
+    polled = model(now)
+    expected = judge(None if before is None else model(before), polled, raise_on_failure, AT)
+    verdict = judge_status(before, polled, raise_on_failure, AT)
+    assert (verdict.change, verdict.result) == (expected.change, expected.result)
+    assert type(verdict.error) is type(expected.error)
 
 
 def test_the_common_answer_is_shared() -> None:

@@ -6,73 +6,27 @@ import asyncio
 import gc
 import itertools
 import logging
-import threading
 import warnings
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import AsyncExitStack, contextmanager
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from conftest import Connect, connector, create_models, simulator_in_a_thread, wait_until
 
 import happyrobot_async as hr
-from happyrobot_async.testing import Fault, Simulator, SimulatorStats
+from happyrobot_async.testing import Fault
 from happyrobot_async.testing.pytest_plugin import SimulatorFactory
 
 FAST: dict[str, Any] = {"poll_interval": 0.02, "max_poll_interval": 0.1}
 MISSING_ID = "f" * 24
 
-Connect = Callable[..., Awaitable[tuple[Simulator, hr.HappyRobotClient]]]
-
-
-@pytest.fixture
-async def stack() -> AsyncIterator[AsyncExitStack]:
-    async with AsyncExitStack() as stack:
-        yield stack
-
 
 @pytest.fixture
 def connect(simulator_factory: SimulatorFactory, stack: AsyncExitStack) -> Connect:
     """Start a simulator (fast clock unless told) and a client on it."""
-
-    async def make(
-        *, client_options: dict[str, Any] | None = None, **settings: Any
-    ) -> tuple[Simulator, hr.HappyRobotClient]:
-        settings.setdefault("speed", 50.0)
-        sim = await simulator_factory(**settings)
-        client = hr.HappyRobotClient(
-            api_key=sim.api_key, base_url=sim.base_url, **(client_options or {})
-        )
-        await stack.enter_async_context(client)
-        return sim, client
-
-    return make
-
-
-async def create(
-    sim: Simulator, client: hr.HappyRobotClient, count: int = 1, use_cases: int = 1
-) -> list[hr.Model]:
-    """Create `count` models spread over the first `use_cases` use cases."""
-
-    async def one(i: int) -> hr.Model:
-        use_case_id = sim.use_case_ids[i % use_cases]
-        return await client.models.create(
-            use_case_id=use_case_id,
-            name=f"model {i}",
-            from_model_id=sim.base_model_ids(use_case_id)[0],
-            train_sample_ids=["s1", "s2"],
-            test_sample_ids=["s3"],
-        )
-
-    return list(await asyncio.gather(*(one(i) for i in range(count))))
-
-
-async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait (in small steps) until `condition()` holds."""
-    async with asyncio.timeout(timeout):
-        while not condition():  # noqa: ASYNC110 - the simulator's counters have no event
-            await asyncio.sleep(0.005)
+    return connector(simulator_factory, stack, speed=50.0)
 
 
 def assert_chains(changes: list[hr.StatusChange]) -> dict[str, list[hr.StatusChange]]:
@@ -95,7 +49,7 @@ def assert_chains(changes: list[hr.StatusChange]) -> dict[str, list[hr.StatusCha
 async def test_one_model_becomes_active(connect: Connect) -> None:
     """A model that trains resolves its handle with the final active model."""
     sim, client = await connect(failure_rate=0.0)
-    [model] = await create(sim, client)
+    [model] = await create_models(sim, client)
     async with client.watcher(**FAST) as watcher:
         stream = watcher.changes()
         handle = watcher.track(model)
@@ -111,7 +65,7 @@ async def test_one_model_becomes_active(connect: Connect) -> None:
 async def test_one_model_fails(connect: Connect, raise_on_failure: bool) -> None:
     """A failed model resolves the handle, or raises TrainingFailedError when asked to."""
     sim, client = await connect(failure_rate=1.0)
-    [model] = await create(sim, client)
+    [model] = await create_models(sim, client)
     async with client.watcher(**FAST) as watcher:
         handle = watcher.track(model, raise_on_failure=raise_on_failure)
         if raise_on_failure:
@@ -129,7 +83,7 @@ async def test_one_model_fails(connect: Connect, raise_on_failure: bool) -> None
 async def test_300_models_cost_one_list_per_use_case_per_tick(connect: Connect) -> None:
     """300 models in 3 use cases all reach the server's final state with ~3 lists per tick."""
     sim, client = await connect(speed=10.0, failure_rate=0.3)
-    models = await create(sim, client, 300, use_cases=3)
+    models = await create_models(sim, client, 300, use_cases=3)
     sim.reset_stats()
     interval = 0.05
     loop = asyncio.get_running_loop()
@@ -154,7 +108,7 @@ async def test_300_models_cost_one_list_per_use_case_per_tick(connect: Connect) 
 async def test_bare_ids_are_looked_up_then_grouped(connect: Connect) -> None:
     """Models tracked by id are fetched once each, then their use case's list serves them."""
     sim, client = await connect(speed=10.0, failure_rate=0.0)
-    models = await create(sim, client, 6, use_cases=2)
+    models = await create_models(sim, client, 6, use_cases=2)
     sim.reset_stats()
     async with client.watcher(**FAST) as watcher:
         await asyncio.gather(*(watcher.track(model.id) for model in models))
@@ -165,13 +119,43 @@ async def test_bare_ids_are_looked_up_then_grouped(connect: Connect) -> None:
     assert [entry.route for entry in log[6:8]] == ["list", "list"]
 
 
+async def test_an_item_changed_besides_its_status_is_read_but_not_reported(
+    connect: Connect,
+) -> None:
+    """Each list's unchanged items are skipped, but an item that changed with its status
+    kept is read again: the handle shows the new fields, and no change is reported for it."""
+    sim, client = await connect(speed=0.0)  # nothing moves until told
+    models = await create_models(sim, client, 2)
+    async with client.watcher(**FAST) as watcher:
+        stream = watcher.changes()
+        handles = [watcher.track(model) for model in models]
+        await wait_until(lambda: all(handle.status is not None for handle in handles))
+        assert [handle.model.provider for handle in handles if handle.model] == [None, None]
+        sim.extra_fields = True  # each item gains fields, its status unchanged
+        await wait_until(
+            lambda: all(h.model is not None and h.model.provider == "happyrobot" for h in handles)
+        )
+        listed = sim.stats.count("list")
+        await wait_until(lambda: sim.stats.count("list") >= listed + 5)  # unchanged lists
+        for model in models:
+            sim.set_status(model.id, "active")
+        finals = await asyncio.wait_for(asyncio.gather(*handles), 5.0)
+    changes = [change async for change in stream]
+    chains = assert_chains(changes)
+    assert [[c.current for c in chains[model.id]] for model in models] == [
+        [hr.ModelStatus.PENDING, hr.ModelStatus.ACTIVE]
+    ] * 2
+    assert all(final.provider == "happyrobot" for final in finals)
+    assert sim.stats.count("get") == 0
+
+
 # -- statuses the SDK does not know ----------------------------------------------------
 
 
 async def test_unknown_status_is_reported_and_watched_on(connect: Connect) -> None:
     """An unknown status is a change, never terminal; queued → canceled → active is followed."""
     sim, client = await connect()
-    [model] = await create(sim, client)
+    [model] = await create_models(sim, client)
     sim.set_status(model.id, "queued")
     async with client.watcher(**FAST) as watcher:
         stream = watcher.changes()
@@ -180,7 +164,7 @@ async def test_unknown_status_is_reported_and_watched_on(connect: Connect) -> No
         assert (first.previous, first.current) == (None, hr.ModelStatus.UNKNOWN)
         assert first.model.raw_status == "queued"
         polls = sim.stats.count("get")
-        await until(lambda: sim.stats.count("get") >= polls + 3)
+        await wait_until(lambda: sim.stats.count("get") >= polls + 3)
         assert not handle.done() and handle.status is hr.ModelStatus.UNKNOWN
 
         sim.set_status(model.id, "canceled")
@@ -211,7 +195,7 @@ async def test_unknown_id_fails_with_not_found(connect: Connect) -> None:
 async def test_model_missing_from_its_list_is_checked_with_a_get(connect: Connect) -> None:
     """A model absent from its use case's list is confirmed by a get; a 404 fails only it."""
     sim, client = await connect(failure_rate=0.0)
-    [real] = await create(sim, client)
+    [real] = await create_models(sim, client)
     ghost = hr.Model(
         id=MISSING_ID,
         created_at=datetime.now(UTC),
@@ -240,12 +224,12 @@ async def test_retry_after_pauses_all_polling(
     pause = 0.4  # polls are one attempt each: the watcher itself waits the pause out
     sim, client = await connect(failure_rate=0.0)
     caplog.set_level(logging.WARNING, logger="happyrobot_async")
-    models = await create(sim, client, 2 if route == "list" else 1)
+    models = await create_models(sim, client, 2 if route == "list" else 1)
     sim.reset_stats()
     sim.set_faults([Fault("rate_limit", route=route, retry_after=pause)])  # type: ignore[arg-type]
     async with client.watcher(**FAST) as watcher:
         handles = [watcher.track(model) for model in models]
-        await until(lambda: sim.stats.count(route, 429) > 0)
+        await wait_until(lambda: sim.stats.count(route, 429) > 0)
         sim.set_faults([])
         finals = await asyncio.gather(*handles)
     assert all(final.status is hr.ModelStatus.ACTIVE for final in finals)
@@ -261,7 +245,7 @@ async def test_retry_after_pauses_all_polling(
 async def test_poll_errors_never_stop_the_loop(connect: Connect) -> None:
     """Server errors on half the polls are retried later; every model still resolves."""
     sim, client = await connect(speed=20.0, client_options={"max_retries": 0})
-    models = await create(sim, client, 4, use_cases=2)
+    models = await create_models(sim, client, 4, use_cases=2)
     sim.set_faults([Fault("server_error", rate=0.5, status=502)])
     async with client.watcher(**FAST) as watcher:
         finals = await asyncio.gather(*(watcher.track(model) for model in models))
@@ -292,7 +276,7 @@ async def test_persistent_auth_error_fails_every_handle(connect: Connect) -> Non
 async def test_timeout_raises_with_the_last_state(connect: Connect) -> None:
     """A model not terminal by its deadline fails with WatchTimeoutError carrying its last state."""
     sim, client = await connect(speed=1.0, pending_seconds=(100.0, 100.0))
-    [model] = await create(sim, client)
+    [model] = await create_models(sim, client)
     async with client.watcher(**FAST) as watcher:
         with pytest.raises(hr.WatchTimeoutError) as info:
             await watcher.track(model, timeout=0.2)
@@ -303,42 +287,6 @@ async def test_timeout_raises_with_the_last_state(connect: Connect) -> None:
 
 
 # -- shutdown and cancellation ---------------------------------------------------------
-
-
-@contextmanager
-def simulator_in_a_thread(
-    **settings: Any,
-) -> Iterator[tuple[Simulator, Callable[[], SimulatorStats]]]:
-    """Run a simulator on its own loop in a thread, so this loop holds only our tasks.
-
-    Also gives a way to read its stats safely: on its own loop, the counters' only writer.
-    """
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    sim = Simulator(**settings)
-    asyncio.run_coroutine_threadsafe(sim.start(), loop).result(5)
-
-    async def snapshot() -> SimulatorStats:
-        return sim.stats
-
-    async def drain() -> None:  # handlers the server's shutdown left behind: end them here
-        tasks = asyncio.all_tasks() - {asyncio.current_task()}
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    def stats() -> SimulatorStats:
-        return asyncio.run_coroutine_threadsafe(snapshot(), loop).result(5)
-
-    try:
-        yield sim, stats
-    finally:
-        asyncio.run_coroutine_threadsafe(sim.close(), loop).result(5)
-        asyncio.run_coroutine_threadsafe(drain(), loop).result(5)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)
-        loop.close()
 
 
 async def test_leaving_the_context_shuts_down_cleanly() -> None:
@@ -372,7 +320,7 @@ async def test_leaving_the_context_shuts_down_cleanly() -> None:
             async with client.watcher(**FAST, on_change=lambda change: None) as watcher:
                 consumer = asyncio.create_task(consume(watcher.changes()))
                 handles = [watcher.track(model) for model in models]
-                await until(lambda: sim_stats().in_flight > 0)  # the list, slowed down
+                await wait_until(lambda: sim_stats().in_flight > 0)  # the list, slowed down
             await asyncio.wait_for(consumer, 1.0)
             assert received == []  # the one list never answered: nothing was seen
             assert asyncio.all_tasks() == {asyncio.current_task()}
@@ -390,7 +338,7 @@ async def test_leaving_the_context_shuts_down_cleanly() -> None:
 async def test_cancelling_one_waiter_stops_nothing_else(connect: Connect) -> None:
     """A cancelled or timed-out await leaves the handle, other awaiters and watching alone."""
     sim, client = await connect(speed=10.0, failure_rate=0.0)
-    first, second = await create(sim, client, 2)
+    first, second = await create_models(sim, client, 2)
     async with client.watcher(**FAST) as watcher:
         handle, other = watcher.track(first), watcher.track(second)
         with pytest.raises(TimeoutError):
@@ -411,7 +359,7 @@ async def test_cancelling_one_waiter_stops_nothing_else(connect: Connect) -> Non
 async def test_same_id_same_handle_and_untrack(connect: Connect) -> None:
     """Tracking an id twice gives one handle; untrack fails it; tracking again starts anew."""
     sim, client = await connect(speed=5.0, failure_rate=0.0)
-    [model] = await create(sim, client)
+    [model] = await create_models(sim, client)
     with pytest.raises(RuntimeError):
         client.watcher().track(model)
     async with client.watcher(**FAST) as watcher:
@@ -423,7 +371,7 @@ async def test_same_id_same_handle_and_untrack(connect: Connect) -> None:
         with pytest.raises(hr.WatcherClosedError):
             await handle
         assert isinstance(handle.exception(), hr.WatcherClosedError)
-        await until(lambda: ended == [handle])
+        await wait_until(lambda: ended == [handle])
         again = watcher.track(model.id)
         assert again is not handle and model.id in watcher
         with pytest.raises(asyncio.InvalidStateError):
@@ -440,7 +388,7 @@ async def test_same_id_same_handle_and_untrack(connect: Connect) -> None:
 async def test_callbacks_get_every_change_in_order_without_blocking_polls(connect: Connect) -> None:
     """Callbacks see every change in order; a stuck async one does not stall polling."""
     sim, client = await connect(failure_rate=0.0)
-    models = await create(sim, client, 3)
+    models = await create_models(sim, client, 3)
     seen_sync: list[hr.StatusChange] = []
     seen_async: list[hr.StatusChange] = []
     release = asyncio.Event()
@@ -467,7 +415,7 @@ async def test_a_slow_subscriber_loses_the_oldest_changes(
 ) -> None:
     """A full subscriber queue drops its oldest changes, counts them and warns once."""
     sim, client = await connect(failure_rate=0.0)
-    models = await create(sim, client, 5)
+    models = await create_models(sim, client, 5)
     caplog.set_level(logging.WARNING, logger="happyrobot_async")
     async with client.watcher(**FAST, queue_size=2) as watcher:
         slow, fast = watcher.changes(), watcher.changes(queue_size=100)
@@ -491,7 +439,7 @@ async def test_a_slow_subscriber_loses_the_oldest_changes(
 async def test_wait(connect: Connect) -> None:
     """models.wait returns the final model, or raises on timeout or (if asked) failure."""
     sim, client = await connect(failure_rate=0.0)
-    [model] = await create(sim, client)
+    [model] = await create_models(sim, client)
     final = await client.models.wait(model.id, poll_interval=0.02)
     assert final.status is hr.ModelStatus.ACTIVE
     assert (await client.models.wait(model.id, poll_interval=0.02)) == final
@@ -499,7 +447,7 @@ async def test_wait(connect: Connect) -> None:
         await client.models.wait("short")
 
     slow_sim, slow_client = await connect(speed=1.0, failure_rate=1.0)
-    [slow] = await create(slow_sim, slow_client)
+    [slow] = await create_models(slow_sim, slow_client)
     with pytest.raises(hr.WatchTimeoutError):
         await slow_client.models.wait(slow.id, timeout=0.1, poll_interval=0.02)
     slow_sim.clock.advance(100.0)
@@ -510,7 +458,7 @@ async def test_wait(connect: Connect) -> None:
 async def test_watch(connect: Connect) -> None:
     """models.watch yields each model's changes in order and ends when all are terminal."""
     sim, client = await connect(failure_rate=0.5)
-    models = await create(sim, client, 4, use_cases=2)
+    models = await create_models(sim, client, 4, use_cases=2)
     ids = [model.id for model in models]
     changes = [change async for change in client.models.watch(ids, poll_interval=0.02)]
     chains = assert_chains(changes)
@@ -548,13 +496,13 @@ async def test_interval_runs_from_when_a_poll_is_planned(connect: Connect) -> No
     """A slow list does not stretch the cycle: polls start one interval apart, not one
     interval after the previous response."""
     sim, client = await connect(speed=0.0)
-    models = await create(sim, client, count=3)
+    models = await create_models(sim, client, count=3)
     sim.faults = [Fault("latency", route="list", delay=0.15)]
     sim.reset_stats()
     async with client.watcher(poll_interval=0.3, max_poll_interval=0.3, jitter=0.0) as watcher:
         for model in models:
             watcher.track(model)
-        await until(lambda: sim.stats.count("list") >= 5)
+        await wait_until(lambda: sim.stats.count("list") >= 5)
     starts = [entry.time for entry in sim.stats.log if entry.route == "list"]
     gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
     assert gaps and max(gaps) < 0.3 + 0.1  # response-based scheduling would give ≥ 0.45

@@ -10,13 +10,14 @@ import asyncio
 import gc
 import logging
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from typing import Any
 
 import attrs
 import pytest
+from conftest import Connect, connector, create_models, wait_until
 
 import happyrobot_async as hr
 from happyrobot_async._pollqueue import PollQueue
@@ -27,53 +28,11 @@ from happyrobot_async.testing.pytest_plugin import SimulatorFactory
 FAST: dict[str, Any] = {"poll_interval": 0.05, "max_poll_interval": 0.1}
 POISON_ID = "e" * 24
 
-Connect = Callable[..., Awaitable[tuple[Simulator, hr.HappyRobotClient]]]
-
-
-@pytest.fixture
-async def stack() -> AsyncIterator[AsyncExitStack]:
-    async with AsyncExitStack() as stack:
-        yield stack
-
 
 @pytest.fixture
 def connect(simulator_factory: SimulatorFactory, stack: AsyncExitStack) -> Connect:
     """Start a simulator (fast clock unless told) and a client on it."""
-
-    async def make(**settings: Any) -> tuple[Simulator, hr.HappyRobotClient]:
-        settings.setdefault("speed", 50.0)
-        settings.setdefault("failure_rate", 0.0)
-        sim = await simulator_factory(**settings)
-        client = hr.HappyRobotClient(api_key=sim.api_key, base_url=sim.base_url)
-        await stack.enter_async_context(client)
-        return sim, client
-
-    return make
-
-
-async def create(
-    sim: Simulator, client: hr.HappyRobotClient, count: int = 1, use_cases: int = 1
-) -> list[hr.Model]:
-    """Create `count` models spread over the first `use_cases` use cases."""
-
-    async def one(i: int) -> hr.Model:
-        use_case_id = sim.use_case_ids[i % use_cases]
-        return await client.models.create(
-            use_case_id=use_case_id,
-            name=f"model {i}",
-            from_model_id=sim.base_model_ids(use_case_id)[0],
-            train_sample_ids=["s1", "s2"],
-            test_sample_ids=["s3"],
-        )
-
-    return list(await asyncio.gather(*(one(i) for i in range(count))))
-
-
-async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait (in small steps) until `condition()` holds."""
-    async with asyncio.timeout(timeout):
-        while not condition():  # noqa: ASYNC110 - the simulator's counters have no event
-            await asyncio.sleep(0.005)
+    return connector(simulator_factory, stack, speed=50.0, failure_rate=0.0)
 
 
 def gets_of(sim: Simulator, model_id: str) -> list[str]:
@@ -100,7 +59,7 @@ async def test_a_hung_get_delays_no_other_model(connect: Connect) -> None:
     """While one model's get hangs, another's changes are seen within an interval + a round trip."""
     interval = 0.2
     sim, client = await connect(speed=0.0)
-    stuck, moving = await create(sim, client, 2, use_cases=2)  # lone models: one get each
+    stuck, moving = await create_models(sim, client, 2, use_cases=2)  # lone models: one get each
     sim.faults = [Fault("hang", model_id=stuck.id)]
     loop = asyncio.get_running_loop()
     settings: dict[str, Any] = {
@@ -121,19 +80,19 @@ async def test_a_hung_get_delays_no_other_model(connect: Connect) -> None:
             assert loop.time() - set_at <= interval * 1.5 + 0.5
         assert (await handle).status is hr.ModelStatus.ACTIVE
         assert not hung.done()
-        await until(lambda: sim.stats.in_flight == 1)  # the one hung get, never sent twice
+        await wait_until(lambda: sim.stats.in_flight == 1)  # the one hung get, never sent twice
         assert gets_of(sim, stuck.id) == []
 
 
 async def test_a_hung_list_is_given_up_at_request_timeout(connect: Connect) -> None:
     """A list that never answers is given up at request_timeout, made again, never twice at once."""
     sim, client = await connect()
-    models = await create(sim, client, 2)
+    models = await create_models(sim, client, 2)
     sim.faults = [Fault("hang", route="list")]
     sim.reset_stats()
     async with hr.TrainingWatcher(client, **FAST, request_timeout=0.3) as watcher:
         handles = [watcher.track(model) for model in models]
-        await until(lambda: sim.stats.count("list", "hang") >= 2)
+        await wait_until(lambda: sim.stats.count("list", "hang") >= 2)
         assert not any(handle.done() for handle in handles)
         # one list per request_timeout (plus backoff), not one per 0.05 s interval (~14)
         assert sim.stats.count("list") + sim.stats.in_flight <= 4
@@ -160,11 +119,11 @@ async def test_a_long_retry_after_is_capped(
     cap = 0.3
     caplog.set_level(logging.WARNING, logger="happyrobot_async")
     sim, client = await connect()
-    [model] = await create(sim, client)
+    [model] = await create_models(sim, client)
     sim.faults = [fault]
     async with hr.TrainingWatcher(client, **FAST, max_retry_after=cap) as watcher:
         handle = watcher.track(model)
-        await until(lambda: sim.stats.count("get") > 0)
+        await wait_until(lambda: sim.stats.count("get") > 0)
         sim.faults = []
         final = await asyncio.wait_for(handle, 5.0)
     assert final.status is hr.ModelStatus.ACTIVE
@@ -195,7 +154,7 @@ async def test_a_refused_model_fails_alone_and_at_once(
 ) -> None:
     """403, 400/422 or an undecodable get fail that model's handle on the first answer."""
     sim, client = await connect()
-    bad, good = await create(sim, client, 2, use_cases=2)  # lone models: one get each
+    bad, good = await create_models(sim, client, 2, use_cases=2)  # lone models: one get each
     sim.faults = [attrs.evolve(fault, route="get", model_id=bad.id)]
     async with client.watcher(**FAST) as watcher:
         refused, handle = watcher.track(bad), watcher.track(good)
@@ -212,11 +171,11 @@ async def test_a_refused_model_fails_alone_and_at_once(
 async def test_a_failing_model_is_retried_until_it_answers(connect: Connect, status: int) -> None:
     """A 5xx on one model's gets is transient: it is polled again on the schedule and settles."""
     sim, client = await connect()
-    [model] = await create(sim, client)
+    [model] = await create_models(sim, client)
     sim.faults = [Fault("server_error", status=status, model_id=model.id)]
     async with client.watcher(**FAST) as watcher:
         handle = watcher.track(model)
-        await until(lambda: gets_of(sim, model.id).count(str(status)) >= 3)
+        await wait_until(lambda: gets_of(sim, model.id).count(str(status)) >= 3)
         assert not handle.done()
         sim.faults = []
         final = await asyncio.wait_for(handle, 5.0)
@@ -229,7 +188,7 @@ async def test_a_failing_model_is_retried_until_it_answers(connect: Connect, sta
 async def test_a_poison_item_spoils_nothing_else(connect: Connect) -> None:
     """An undecodable item in a use case's list keeps none of its other models from settling."""
     sim, client = await connect()
-    models = await create(sim, client, 3)
+    models = await create_models(sim, client, 3)
     use_case_id = models[0].use_case_id
     assert use_case_id is not None
     sim.add_raw_item(use_case_id, {"id": "f" * 24, "name": "x", "created_at":
@@ -247,7 +206,7 @@ async def test_a_poison_item_spoils_nothing_else(connect: Connect) -> None:
 async def test_our_own_poison_item_is_asked_with_a_get_and_fails_alone(connect: Connect) -> None:
     """A tracked model whose list item is bad is asked with a get; still bad, it fails alone."""
     sim, client = await connect(speed=0.0)  # the others stay pending until told
-    models = await create(sim, client, 2)
+    models = await create_models(sim, client, 2)
     use_case_id = models[0].use_case_id
     assert use_case_id is not None
     sim.add_raw_item(use_case_id, {"id": POISON_ID, "name": "x", "status": "pending"})
@@ -268,7 +227,7 @@ async def test_our_own_poison_item_is_asked_with_a_get_and_fails_alone(connect: 
 async def test_a_model_missing_from_its_list_settles_through_a_get(connect: Connect) -> None:
     """A model its use case's list does not serve is asked with a get, and settles by it."""
     sim, client = await connect(speed=0.0)  # nothing moves until told
-    elsewhere, neighbour = await create(sim, client, 2, use_cases=2)
+    elsewhere, neighbour = await create_models(sim, client, 2, use_cases=2)
     assert neighbour.use_case_id is not None
     stray = unlisted(elsewhere.id, neighbour.use_case_id)  # that list never has it
     sim.set_status(elsewhere.id, "active")
@@ -285,6 +244,28 @@ async def test_a_model_missing_from_its_list_settles_through_a_get(connect: Conn
     assert gets_of(sim, elsewhere.id)[0] == "200"
 
 
+async def test_an_item_that_turns_malformed_is_asked_with_a_get(connect: Connect) -> None:
+    """A watched model whose list item stops decoding after good sightings is asked with a
+    get (skipping unchanged items hides no change), and still settles; its neighbour is
+    served by the list all along."""
+    sim, client = await connect(speed=0.0)  # nothing moves until told
+    target, other = await create_models(sim, client, 2)
+    assert target.use_case_id is not None
+    async with client.watcher(**FAST) as watcher:
+        handles = [watcher.track(target), watcher.track(other)]
+        await wait_until(lambda: all(handle.status is not None for handle in handles))
+        sim.reset_stats()
+        bad = {"id": target.id, "name": "x", "status": "pending", "trainable": 1}
+        sim.add_raw_item(target.use_case_id, bad)  # listed after the good one: it wins
+        await wait_until(lambda: "200" in gets_of(sim, target.id))
+        assert not any(handle.done() for handle in handles)
+        for model in (target, other):
+            sim.set_status(model.id, "active")
+        finals = await asyncio.wait_for(asyncio.gather(*handles), 5.0)
+    assert [final.status for final in finals] == [hr.ModelStatus.ACTIVE] * 2
+    assert gets_of(sim, other.id) == []
+
+
 # -- 5. the client is closed under the watcher -------------------------------------------
 
 
@@ -296,7 +277,7 @@ async def test_closing_the_client_ends_every_handle_and_all_polling(
     problems: list[dict[str, Any]] = []
     loop.set_exception_handler(lambda _, context: problems.append(context))
     sim, client = await connect(speed=0.0)
-    models = await create(sim, client, 4, use_cases=3)  # a list, a get, and a hung get
+    models = await create_models(sim, client, 4, use_cases=3)  # a list, a get, and a hung get
     after_close: list[str] = []  # polls attempted on the closed client
 
     def spying(read: Callable[..., Awaitable[Any]], name: str) -> Callable[..., Awaitable[Any]]:
@@ -315,7 +296,7 @@ async def test_closing_the_client_ends_every_handle_and_all_polling(
         async with client.watcher(**FAST) as watcher:
             stream = watcher.changes()
             handles = [watcher.track(model) for model in models]
-            await until(lambda: sim.stats.count("list") >= 2 and sim.stats.in_flight == 1)
+            await wait_until(lambda: sim.stats.count("list") >= 2 and sim.stats.in_flight == 1)
             await client.close()
             for handle in handles:
                 with pytest.raises(hr.WatcherClosedError, match="the client was closed"):
@@ -323,7 +304,9 @@ async def test_closing_the_client_ends_every_handle_and_all_polling(
             assert len(watcher) == 0
             with pytest.raises(hr.WatcherClosedError):
                 watcher.track(models[0])
-            await until(lambda: sim.stats.in_flight == 0)  # the hung get, dropped with the client
+            await wait_until(
+                lambda: sim.stats.in_flight == 0
+            )  # the hung get, dropped with the client
             served = sim.stats.total_requests
             await asyncio.sleep(5 * FAST["poll_interval"])  # not a sync: time for a stray poll
             assert sim.stats.total_requests == served
@@ -353,4 +336,4 @@ async def test_a_poll_queued_as_the_last_worker_leaves_is_still_made() -> None:
 
     queue = PollQueue(make, make, lambda _: None, 1)
     queue.put(Poll.get("a"), 0.0)
-    await until(lambda: made == ["a", "b"], timeout=1.0)
+    await wait_until(lambda: made == ["a", "b"], timeout=1.0)
