@@ -4,68 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-from conftest import wait_until
+from conftest import CliSimulator, Run, cli_process, create_argv, make_jobs, wait_until, write_jobs
 from test_batch import ghost
 
 from happyrobot_async import cli
 from happyrobot_async.testing import Simulator
 from happyrobot_async.testing.pytest_plugin import SimulatorFactory
 
-Run = Callable[..., Awaitable[tuple[int, str, str]]]
-SAMPLES = {"train_sample_ids": ["a" * 24, "b" * 24], "test_sample_ids": ["c" * 24]}
 CHANGE_LINE = re.compile(
     r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ (?P<job>\S+) (?P<name>.+) (?P<id>[0-9a-f]{24}) "
     r"(?P<previous>new|pending|training|active|failed) -> (?P<current>\w+)$"
 )
-
-
-@pytest.fixture
-def run(capsys: pytest.CaptureFixture[str]) -> Run:
-    """Run `cli.main` in a thread (the simulator's loop keeps serving); exit code, out, err."""
-
-    async def call(*argv: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = await asyncio.to_thread(cli.main, list(argv))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return call
-
-
-@pytest.fixture
-async def sim(simulator_factory: SimulatorFactory, monkeypatch: pytest.MonkeyPatch) -> Simulator:
-    """A fast simulator with no failures, its key and URL in the environment."""
-    simulator = await simulator_factory(seed=3, speed=100.0, failure_rate=0.0)
-    monkeypatch.setenv("HAPPYROBOT_API_KEY", simulator.api_key)
-    monkeypatch.setenv("HAPPYROBOT_BASE_URL", simulator.base_url)
-    return simulator
-
-
-def make_jobs(sim: Simulator, count: int, prefix: str = "job") -> list[dict[str, Any]]:
-    """`count` valid job objects spread over the simulator's use cases."""
-    jobs = []
-    for number in range(count):
-        use_case = sim.use_case_ids[number % len(sim.use_case_ids)]
-        jobs.append(
-            {
-                "use_case_id": use_case,
-                "name": f"{prefix}-{number}",
-                "from_model_id": sim.base_model_ids(use_case)[0],
-                **SAMPLES,
-                "key": f"k{number}",
-            }
-        )
-    return jobs
 
 
 async def run_or_unstick(run: Run, sim: Simulator, *argv: str) -> tuple[int, str, str]:
@@ -82,30 +38,12 @@ async def run_or_unstick(run: Run, sim: Simulator, *argv: str) -> tuple[int, str
     return task.result()
 
 
-def write_jobs(path: Path, jobs: list[dict[str, Any]]) -> Path:
-    """Write jobs as JSONL."""
-    path.write_text("".join(json.dumps(job) + "\n" for job in jobs), encoding="utf-8")
-    return path
-
-
-def create_args(sim: Simulator, name: str = "Carrier sales v2") -> list[str]:
-    """The arguments of a valid `create`."""
-    use_case = sim.use_case_ids[0]
-    return [
-        "create",
-        *("--use-case-id", use_case, "--name", name),
-        *("--from-model-id", sim.base_model_ids(use_case)[0]),
-        *("--train-sample-id", "a" * 24, "--train-sample-id", "b" * 24),
-        *("--test-sample-id", "c" * 24),
-    ]
-
-
 # -- create, get, list, wait ---------------------------------------------------------------
 
 
 async def test_create_json_prints_the_stored_model(sim: Simulator, run: Run) -> None:
     """`create --json` exits 0 and prints the model the simulator stored, sample ids included."""
-    code, out, err = await run(*create_args(sim), "--no-explain-tools", "--json")
+    code, out, err = await run(*create_argv(sim), "--no-explain-tools", "--json")
     assert code == 0, err
     model = json.loads(out)
     stored = sim.get_model(model["id"])
@@ -117,7 +55,7 @@ async def test_create_json_prints_the_stored_model(sim: Simulator, run: Run) -> 
 
 async def test_create_and_get_print_text_by_default(sim: Simulator, run: Run) -> None:
     """Without --json, create and get print `label: value` lines a person can read."""
-    code, out, _ = await run(*create_args(sim, "Readable"))
+    code, out, _ = await run(*create_argv(sim, "Readable"))
     assert code == 0
     model_id = re.search(r"^id:\s+([0-9a-f]{24})$", out, re.M)
     assert model_id is not None
@@ -164,18 +102,11 @@ async def test_list_filters_and_outputs(sim: Simulator, run: Run) -> None:
     ("failure_rate", "exit_code", "status"), [(0.0, 0, "active"), (1.0, 1, "failed")]
 )
 async def test_wait_exit_code_follows_the_final_status(
-    simulator_factory: SimulatorFactory,
-    monkeypatch: pytest.MonkeyPatch,
-    run: Run,
-    failure_rate: float,
-    exit_code: int,
-    status: str,
+    cli_simulator: CliSimulator, run: Run, failure_rate: float, exit_code: int, status: str
 ) -> None:
     """wait exits 0 when the model ends active and 1 when it ends failed, printing it either way."""
-    sim = await simulator_factory(seed=4, speed=100.0, failure_rate=failure_rate)
-    monkeypatch.setenv("HAPPYROBOT_API_KEY", sim.api_key)
-    monkeypatch.setenv("HAPPYROBOT_BASE_URL", sim.base_url)
-    code, out, _ = await run(*create_args(sim), "--json")
+    sim = await cli_simulator(seed=4, speed=100.0, failure_rate=failure_rate)
+    code, out, _ = await run(*create_argv(sim), "--json")
     assert code == 0
     model_id = json.loads(out)["id"]
     code, out, _ = await run("wait", model_id, "--poll-interval", "0.02", "--json")
@@ -183,13 +114,10 @@ async def test_wait_exit_code_follows_the_final_status(
     assert json.loads(out)["status"] == status == sim.get_model(model_id).status
 
 
-async def test_wait_timeout_exits_3(
-    simulator_factory: SimulatorFactory, monkeypatch: pytest.MonkeyPatch, run: Run
-) -> None:
+async def test_wait_timeout_exits_3(cli_simulator: CliSimulator, run: Run) -> None:
     """wait --timeout gives up with a one-line error and exit 3 when the model is not done."""
-    sim = await simulator_factory(seed=5, speed=0.0)
-    monkeypatch.setenv("HAPPYROBOT_API_KEY", sim.api_key)
-    code, out, _ = await run("--base-url", sim.base_url, *create_args(sim), "--json")
+    sim = await cli_simulator(seed=5, speed=0.0, url_in_env=False)
+    code, out, _ = await run("--base-url", sim.base_url, *create_argv(sim), "--json")
     model_id = json.loads(out)["id"]
     code, out, err = await run(
         "wait", model_id, "--timeout", "0.2", "--poll-interval", "0.05", "--base-url", sim.base_url
@@ -200,7 +128,7 @@ async def test_wait_timeout_exits_3(
 
 async def test_invalid_argument_is_a_usage_error(sim: Simulator, run: Run) -> None:
     """A create the SDK refuses before sending (a short model id) exits 2 and sends nothing."""
-    args = create_args(sim)
+    args = create_argv(sim)
     args[args.index("--from-model-id") + 1] = "too-short"
     code, _, err = await run(*args)
     assert code == 2 and "from_model_id" in err
@@ -278,7 +206,7 @@ async def test_missing_key_exits_2(
     """With no HAPPYROBOT_API_KEY and no --api-key-file, API commands exit 2 saying so."""
     monkeypatch.delenv("HAPPYROBOT_API_KEY")
     if argv[0] == "create":
-        argv = create_args(sim)
+        argv = create_argv(sim)
     if argv[0] == "batch":
         jobs = write_jobs(tmp_path / "jobs.jsonl", make_jobs(sim, 2))
         argv = ["batch", str(jobs), "--journal", str(tmp_path / "j")]
@@ -311,7 +239,7 @@ async def test_the_key_is_never_printed(
     outputs: list[str] = []
     for argv in (
         ["-v", "list", "--json"],
-        ["-v", *create_args(sim), "--json"],
+        ["-v", *create_argv(sim), "--json"],
         ["get", "-v", "f" * 24],
         ["list", "--base-url", "http://127.0.0.1:9/api/v1"],
         ["list", "--base-url", "http://example.com/api/v1"],
@@ -335,11 +263,10 @@ async def test_the_key_is_never_printed(
 
 
 async def test_batch_plain_lines_and_results_agree_with_the_simulator(
-    simulator_factory: SimulatorFactory, monkeypatch: pytest.MonkeyPatch, run: Run, tmp_path: Path
+    cli_simulator: CliSimulator, run: Run, tmp_path: Path
 ) -> None:
     """Off a terminal, batch prints a line per status change; --out has a row per job, in order."""
-    sim = await simulator_factory(seed=8, speed=50.0, failure_rate=0.3)
-    monkeypatch.setenv("HAPPYROBOT_API_KEY", sim.api_key)
+    sim = await cli_simulator(seed=8, speed=50.0, failure_rate=0.3, url_in_env=False)
     jobs = make_jobs(sim, 12)
     path, out_path = write_jobs(tmp_path / "jobs.jsonl", jobs), tmp_path / "results.jsonl"
     argv = [
@@ -467,11 +394,11 @@ async def test_batch_usage_errors(sim: Simulator, run: Run, tmp_path: Path) -> N
 
 
 async def test_fail_fast_stops_then_a_rerun_finishes(
-    simulator_factory: SimulatorFactory, monkeypatch: pytest.MonkeyPatch, run: Run, tmp_path: Path
+    cli_simulator: CliSimulator, run: Run, tmp_path: Path
 ) -> None:
     """--fail-fast exits 1 when one job fails, --out complete in order; a rerun finishes."""
-    sim = await simulator_factory(seed=9, speed=0.0, failure_rate=0.0)  # nothing ends unless told
-    monkeypatch.setenv("HAPPYROBOT_API_KEY", sim.api_key)
+    # nothing ends unless told
+    sim = await cli_simulator(seed=9, speed=0.0, failure_rate=0.0, url_in_env=False)
     jobs = make_jobs(sim, 30)
     names = {job["name"] for job in jobs}
     path, out_path = write_jobs(tmp_path / "jobs.jsonl", jobs), tmp_path / "results.jsonl"
@@ -502,11 +429,10 @@ async def test_fail_fast_stops_then_a_rerun_finishes(
 
 
 async def test_fail_fast_stops_at_an_error_result(
-    simulator_factory: SimulatorFactory, monkeypatch: pytest.MonkeyPatch, run: Run, tmp_path: Path
+    cli_simulator: CliSimulator, run: Run, tmp_path: Path
 ) -> None:
     """--fail-fast also stops at a job that ends in an error, while no other job can end."""
-    sim = await simulator_factory(seed=11, speed=0.0)
-    monkeypatch.setenv("HAPPYROBOT_API_KEY", sim.api_key)
+    sim = await cli_simulator(seed=11, speed=0.0, url_in_env=False)
     jobs = make_jobs(sim, 6)
     jobs[3]["from_model_id"] = ghost(sim)  # shown by GET, refused by the create: 422
     path = write_jobs(tmp_path / "jobs.jsonl", jobs)
@@ -531,11 +457,10 @@ async def test_batch_live_view_ends_with_a_summary_table(
 
 
 async def test_batch_with_an_error_result(
-    simulator_factory: SimulatorFactory, monkeypatch: pytest.MonkeyPatch, run: Run, tmp_path: Path
+    cli_simulator: CliSimulator, run: Run, tmp_path: Path
 ) -> None:
     """A job the server refuses ends as an error: a plain line, an `error` in --out, exit 1."""
-    sim = await simulator_factory(seed=10, speed=100.0, failure_rate=0.0)
-    monkeypatch.setenv("HAPPYROBOT_API_KEY", sim.api_key)
+    sim = await cli_simulator(seed=10, speed=100.0, failure_rate=0.0, url_in_env=False)
     jobs = make_jobs(sim, 3)
     jobs[1]["from_model_id"] = ghost(sim)  # shown by GET, refused by the create: 422
     path, out_path = write_jobs(tmp_path / "jobs.jsonl", jobs), tmp_path / "out.jsonl"
@@ -618,12 +543,7 @@ async def test_ctrl_c_exits_130_and_a_rerun_resumes(
     sim = await simulator_factory(seed=12, speed=1.0, failure_rate=0.0)
     path = write_jobs(tmp_path / "jobs.jsonl", make_jobs(sim, 10))
     argv = ["batch", str(path), "--journal", str(tmp_path / "j"), "--poll-interval", "0.05"]
-    process = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "happyrobot_async", *argv, "--base-url", sim.base_url),
-        env={**os.environ, "HAPPYROBOT_API_KEY": sim.api_key},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    process = await cli_process(sim, *argv)
     assert process.stdout is not None
     first = (await asyncio.wait_for(process.stdout.readline(), timeout=20)).decode()
     assert CHANGE_LINE.match(first.strip())  # running: models are being watched

@@ -16,38 +16,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import wait_until
+from conftest import CliSimulator, Run, cli_process, make_jobs, wait_until, write_jobs
 from test_batch import ghost
-from test_cli import Run, make_jobs, write_jobs
 
-from happyrobot_async import cli
 from happyrobot_async.journal import Journal
 from happyrobot_async.testing import Fault, Simulator
 from happyrobot_async.testing.pytest_plugin import SimulatorFactory
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def run(capsys: pytest.CaptureFixture[str]) -> Run:
-    """Run `cli.main` in a thread (the simulator's loop keeps serving); exit code, out, err."""
-
-    async def call(*argv: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = await asyncio.to_thread(cli.main, list(argv))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return call
-
-
-@pytest.fixture
-async def sim(simulator_factory: SimulatorFactory, monkeypatch: pytest.MonkeyPatch) -> Simulator:
-    """A fast simulator with no failures, its key and URL in the environment."""
-    simulator = await simulator_factory(seed=3, speed=100.0, failure_rate=0.0)
-    monkeypatch.setenv("HAPPYROBOT_API_KEY", simulator.api_key)
-    monkeypatch.setenv("HAPPYROBOT_BASE_URL", simulator.base_url)
-    return simulator
 
 
 def batch(jobs: Path, journal: Path, *more: str) -> list[str]:
@@ -126,11 +102,11 @@ async def test_a_second_runner_is_refused_with_exit_2(
 
 
 async def test_out_gets_each_row_as_its_job_ends(
-    simulator_factory: SimulatorFactory, monkeypatch: pytest.MonkeyPatch, run: Run, tmp_path: Path
+    cli_simulator: CliSimulator, run: Run, tmp_path: Path
 ) -> None:
     """A job that ends is in --out at once, while the others still train; all rows at the end."""
-    sim = await simulator_factory(seed=9, speed=0.0, failure_rate=0.0)  # nothing ends unless told
-    monkeypatch.setenv("HAPPYROBOT_API_KEY", sim.api_key)
+    # nothing ends unless told
+    sim = await cli_simulator(seed=9, speed=0.0, failure_rate=0.0, url_in_env=False)
     jobs = make_jobs(sim, 4)
     path, out = write_jobs(tmp_path / "jobs.jsonl", jobs), tmp_path / "out.jsonl"
     argv = [*batch(path, tmp_path / "j", "--out", str(out)), "--base-url", sim.base_url]
@@ -279,12 +255,10 @@ async def test_jobs_added_and_removed_between_runs(
 
 
 async def test_retry_failed_and_retry_errors(
-    simulator_factory: SimulatorFactory, monkeypatch: pytest.MonkeyPatch, run: Run, tmp_path: Path
+    cli_simulator: CliSimulator, run: Run, tmp_path: Path
 ) -> None:
     """--retry-failed trains failed jobs again, --retry-errors refused ones; plain reruns do not."""
-    sim = await simulator_factory(seed=21, speed=100.0, failure_rate=0.5)
-    monkeypatch.setenv("HAPPYROBOT_API_KEY", sim.api_key)
-    monkeypatch.setenv("HAPPYROBOT_BASE_URL", sim.base_url)
+    sim = await cli_simulator(seed=21, speed=100.0, failure_rate=0.5)
     jobs = make_jobs(sim, 6)
     jobs[5]["from_model_id"] = ghost(sim)  # refused: 422
     path, journal, out = write_jobs(tmp_path / "jobs.jsonl", jobs), tmp_path / "j", tmp_path / "o"
@@ -308,12 +282,10 @@ async def test_retry_failed_and_retry_errors(
 
 
 async def test_deadline_ends_transient_failures_open(
-    simulator_factory: SimulatorFactory, monkeypatch: pytest.MonkeyPatch, run: Run, tmp_path: Path
+    cli_simulator: CliSimulator, run: Run, tmp_path: Path
 ) -> None:
     """With every POST dropped, --deadline ends the jobs as errors, open: the rerun creates them."""
-    sim = await simulator_factory(seed=4, speed=100.0, failure_rate=0.0)
-    monkeypatch.setenv("HAPPYROBOT_API_KEY", sim.api_key)
-    monkeypatch.setenv("HAPPYROBOT_BASE_URL", sim.base_url)
+    sim = await cli_simulator(seed=4, speed=100.0, failure_rate=0.0)
     sim.faults = [Fault("drop", route="create")]
     path, journal = write_jobs(tmp_path / "jobs.jsonl", make_jobs(sim, 2)), tmp_path / "j"
     out = tmp_path / "o.jsonl"
@@ -333,12 +305,7 @@ async def test_ctrl_c_completes_out_in_input_order(
     jobs = make_jobs(sim, 6)
     path, out = write_jobs(tmp_path / "jobs.jsonl", jobs), tmp_path / "out.jsonl"
     argv = [*batch(path, tmp_path / "j", "--out", str(out), "--view", "plain")]
-    process = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "happyrobot_async", *argv, "--base-url", sim.base_url),
-        env={**os.environ, "HAPPYROBOT_API_KEY": sim.api_key},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    process = await cli_process(sim, *argv)
     assert process.stdout is not None
     await asyncio.wait_for(process.stdout.readline(), timeout=20)  # a model is being watched
     process.send_signal(signal.SIGINT)

@@ -10,11 +10,10 @@ import logging
 import re
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import pytest
-from conftest import wait_until
+from conftest import CliSimulator, Run, create_argv, wait_until
 
 import happyrobot_async as hr
 from happyrobot_async import (
@@ -34,43 +33,8 @@ from happyrobot_async.testing import Simulator
 from happyrobot_async.testing.pytest_plugin import SimulatorFactory
 from happyrobot_async.types import Model, ModelStatus, StatusChange, TrainingJob
 
-Run = Callable[..., Awaitable[tuple[int, str, str]]]
 SECRET = "hr_live_s3cr3t_do_not_print_0123456789"
 STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
-
-
-@pytest.fixture
-def run(capsys: pytest.CaptureFixture[str]) -> Run:
-    """Run `cli.main` in a thread (the simulator's loop keeps serving); exit code, out, err."""
-
-    async def call(*argv: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = await asyncio.to_thread(cli.main, list(argv))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return call
-
-
-@pytest.fixture
-async def sim(simulator_factory: SimulatorFactory, monkeypatch: pytest.MonkeyPatch) -> Simulator:
-    """A fast simulator with no failures, its key and URL in the environment."""
-    simulator = await simulator_factory(seed=3, speed=100.0, failure_rate=0.0)
-    monkeypatch.setenv("HAPPYROBOT_API_KEY", simulator.api_key)
-    monkeypatch.setenv("HAPPYROBOT_BASE_URL", simulator.base_url)
-    monkeypatch.delenv("HAPPYROBOT_ORGANIZATION_ID", raising=False)
-    return simulator
-
-
-def create_args(sim: Simulator, name: str = "Carrier sales v2") -> list[str]:
-    """The arguments of a valid `create`."""
-    use_case = sim.use_case_ids[0]
-    return [
-        "create",
-        *("--use-case-id", use_case, "--name", name),
-        *("--from-model-id", sim.base_model_ids(use_case)[0]),
-        *("--train-sample-id", "a" * 24, "--test-sample-id", "c" * 24),
-    ]
 
 
 def exits(capsys: pytest.CaptureFixture[str], argv: list[str]) -> tuple[object, str, str]:
@@ -278,13 +242,11 @@ def test_the_cli_handler_replaces_happyrobot_log_s_own(capsys: pytest.CaptureFix
 
 
 async def test_wait_prints_each_status_change_on_stderr(
-    simulator_factory: SimulatorFactory, monkeypatch: pytest.MonkeyPatch, run: Run
+    cli_simulator: CliSimulator, run: Run
 ) -> None:
     """wait shows new -> pending -> training -> active on stderr as they happen, then exits 0."""
-    sim = await simulator_factory(seed=4, speed=0.0, failure_rate=0.0)
-    monkeypatch.setenv("HAPPYROBOT_API_KEY", sim.api_key)
-    monkeypatch.setenv("HAPPYROBOT_BASE_URL", sim.base_url)
-    code, out, _ = await run(*create_args(sim), "--json")
+    sim = await cli_simulator(seed=4, speed=0.0, failure_rate=0.0)
+    code, out, _ = await run(*create_argv(sim), "--json")
     model_id = json.loads(out)["id"]
     waiting = asyncio.ensure_future(run("wait", model_id, "--poll-interval", "0.02", "--json"))
     for status in ("training", "active"):
@@ -301,14 +263,10 @@ async def test_wait_prints_each_status_change_on_stderr(
     assert changes == [("new", "pending"), ("pending", "training"), ("training", "active")]
 
 
-async def test_wait_timeout_has_its_own_exit_code(
-    simulator_factory: SimulatorFactory, monkeypatch: pytest.MonkeyPatch, run: Run
-) -> None:
+async def test_wait_timeout_has_its_own_exit_code(cli_simulator: CliSimulator, run: Run) -> None:
     """wait --timeout exits 3 (not 1, a failed training) with one error line; stdout stays empty."""
-    sim = await simulator_factory(seed=5, speed=0.0)
-    monkeypatch.setenv("HAPPYROBOT_API_KEY", sim.api_key)
-    monkeypatch.setenv("HAPPYROBOT_BASE_URL", sim.base_url)
-    _, out, _ = await run(*create_args(sim), "--json")
+    sim = await cli_simulator(seed=5, speed=0.0)
+    _, out, _ = await run(*create_argv(sim), "--json")
     model_id = json.loads(out)["id"]
     code, out, err = await run("wait", model_id, "--timeout", "0.2", "--poll-interval", "0.05")
     assert (code, out) == (3, "")

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import Run, write_jobs
 from test_batch import jobs_for, run
-from test_cli import Run, write_jobs
 
 import happyrobot_async as hr
 from happyrobot_async import cli

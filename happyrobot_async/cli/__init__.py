@@ -31,7 +31,6 @@ from ._common import (
     EXIT_INTERRUPTED,
     EXIT_USAGE,
     UsageError,
-    add_global_options,
     error,
     forget_secrets,
     logging_to_stderr,
@@ -40,13 +39,14 @@ from ._common import (
 )
 from ._demo import add_demo
 from ._models import add_create, add_get, add_list, add_wait
+from ._options import add_global_options
 from ._report import add_report
 from ._simulate import add_simulate
 from ._status import add_status
 from ._view import live_view
 
 if TYPE_CHECKING:
-    from ._common import Subparsers
+    from ._options import Subparsers
 
 __all__ = ["live_progress", "main"]
 

@@ -23,18 +23,18 @@ from ._common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     UsageError,
-    api_parent,
     make_client,
     note,
     read_api_key,
 )
 from ._execute import BatchOutcome, dry_run_batch, execute_batch, some, wants_live_view
 from ._jobs import load_jobs
+from ._options import add_command, number_type
 from ._results import ResultsFile
 from ._view import print_summary
 
 if TYPE_CHECKING:
-    from ._common import Subparsers
+    from ._options import Subparsers
 
 __all__: list[str] = []
 
@@ -65,12 +65,17 @@ problems, a journal in use or unusable, an unwritable journal or --out), 130 on
 Ctrl-C.
 """
 
+_positive_int = number_type(int, lambda value: value >= 1, "must be at least 1")
+_positive_float = number_type(float, lambda value: value > 0, "must be positive")
+
 
 def add_batch(subparsers: Subparsers) -> None:
     """`batch JOBS`: the main job."""
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "batch",
-        parents=[api_parent()],
+        _batch,
+        api=True,
         help="create and train every job of a jobs file",
         description=_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -146,7 +151,6 @@ def add_batch(subparsers: Subparsers) -> None:
         default="auto",
         help="live: rich live view; plain: a line per status change; auto: live on a terminal",
     )
-    parser.set_defaults(command=_batch)
 
 
 def _batch(args: argparse.Namespace) -> int:
@@ -248,23 +252,3 @@ def _open_journal(path: Path, jobs: Sequence[TrainingJob]) -> Journal:
             f"created, {summary['sent']} sent but unconfirmed, {summary['new']} new{removed}"
         )
     return journal
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value

@@ -1,4 +1,4 @@
-"""What every API subcommand shares: connection options, the key, errors, logging, output.
+"""What every API subcommand shares at run time: the key, the client, errors, logging, output.
 
 One place reads the API key and remembers it, so every line the CLI prints
 (errors, notes, debug logs) can be redacted before it leaves the process.
@@ -9,27 +9,22 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .._logging import FIELDS
 from .._serde import converter
 from ..client import HappyRobotClient
 from ..types import Model
 
-if TYPE_CHECKING:
-    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
-
 __all__: list[str] = []
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-LOG_FORMATS = ("text", "json")
 #: Fields a text log line names after the message (when the message does not show them).
 _CONTEXT_FIELDS = ("job_key", "use_case_id", "model_id")
 _HIDDEN = "<hidden>"
@@ -39,83 +34,6 @@ _secrets: set[str] = set()
 
 class UsageError(Exception):
     """The command line cannot be acted on (exit 2); the message says why."""
-
-
-def add_global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
-    """The connection, key, rate and log options: on the main parser and each API command.
-
-    Subcommands use SUPPRESS defaults so an option given before the subcommand survives.
-    """
-    unset: Any = None if defaults else argparse.SUPPRESS
-    parser.add_argument(
-        "--base-url",
-        default=unset,
-        metavar="URL",
-        help="API root (default: $HAPPYROBOT_BASE_URL, else the public API)",
-    )
-    parser.add_argument(
-        "--api-key-file",
-        default=unset,
-        type=Path,
-        metavar="PATH",
-        help="read the API key from this file (default: $HAPPYROBOT_API_KEY; "
-        "there is no --api-key: a key in the arguments leaks into shell history)",
-    )
-    parser.add_argument(
-        "--organization-id",
-        default=unset,
-        metavar="ID",
-        help="send requests as this organization (default: $HAPPYROBOT_ORGANIZATION_ID)",
-    )
-    add_rate_limit(parser, defaults=defaults)
-    add_log_options(parser, defaults=defaults)
-
-
-def add_log_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
-    """`-v` and `--log-format text|json`: how the SDK's logs reach stderr."""
-    parser.add_argument(
-        "-v",
-        "--verbose",
-        action="store_true",
-        default=False if defaults else argparse.SUPPRESS,
-        help="debug logs on stderr",
-    )
-    parser.add_argument(
-        "--log-format",
-        choices=LOG_FORMATS,
-        default="text" if defaults else argparse.SUPPRESS,
-        help="text (default), or json: one JSON object per log line",
-    )
-
-
-def add_rate_limit(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
-    """`--rate-limit N`: the client's `rate_limit` (requests per second, client-wide)."""
-    parser.add_argument(
-        "--rate-limit",
-        type=requests_per_second,
-        default=None if defaults else argparse.SUPPRESS,
-        metavar="N",
-        help="send at most N requests per second over the whole command (default: no cap; "
-        "a 429 from the server slows the client down anyway)",
-    )
-
-
-def requests_per_second(text: str) -> float:
-    """A finite number above 0, for `--rate-limit` (argparse `type`)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a positive number of requests/s, got {text}")
-    return value
-
-
-def api_parent() -> argparse.ArgumentParser:
-    """A parent parser carrying the global options, for subcommands that call the API."""
-    parent = argparse.ArgumentParser(add_help=False)
-    add_global_options(parent, defaults=False)
-    return parent
 
 
 def read_api_key(args: argparse.Namespace) -> str:

@@ -16,14 +16,15 @@ from typing import TYPE_CHECKING
 from .._journal_summary import read_summary
 from ..client import HappyRobotClient
 from ..types import TrainingJob
-from ._common import EXIT_OK, UsageError, add_log_options, add_rate_limit, note
+from ._common import EXIT_OK, UsageError, note
 from ._execute import execute_batch, wants_live_view
+from ._options import add_command, add_log_options, add_rate_limit
 from ._report import write_report
 from ._view import print_summary
 
 if TYPE_CHECKING:
     from ..testing import Simulator
-    from ._common import Subparsers
+    from ._options import Subparsers
 
 __all__: list[str] = []
 
@@ -45,8 +46,10 @@ _REAL_RUN = (
 
 def add_demo(subparsers: Subparsers) -> None:
     """`demo`: no key, no network, about 15 seconds."""
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "demo",
+        _demo,
         help="run a sample batch against the embedded simulator (no API key needed)",
         description=(
             "Start the API simulator in this process, train 20 sample models over its 3 "
@@ -72,7 +75,6 @@ def add_demo(subparsers: Subparsers) -> None:
     )
     add_rate_limit(parser, defaults=False)
     add_log_options(parser, defaults=False)
-    parser.set_defaults(command=_demo)
 
 
 def demo_jobs(sim: Simulator, count: int, seed: int) -> list[TrainingJob]:

@@ -20,7 +20,6 @@ from ._common import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_TIMEOUT,
-    api_parent,
     error,
     make_client,
     model_json,
@@ -28,10 +27,11 @@ from ._common import (
     plain_table,
     print_json,
 )
+from ._options import add_command
 from ._view import change_line
 
 if TYPE_CHECKING:
-    from ._common import Subparsers
+    from ._options import Subparsers
 
 __all__: list[str] = []
 
@@ -41,53 +41,48 @@ _STATUSES = [status.value for status in ModelStatus if status is not ModelStatus
 
 def add_create(subparsers: Subparsers) -> None:
     """`create`: clone a model and start training it."""
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "create",
-        parents=[api_parent()],
+        _create,
+        api=True,
         help="clone a model and start training it",
         description="Clone --from-model-id and train it on the given samples; print the model.",
     )
     parser.add_argument("--use-case-id", required=True)
     parser.add_argument("--name", required=True)
     parser.add_argument("--from-model-id", required=True, metavar="MODEL_ID")
-    parser.add_argument(
-        "--train-sample-id",
-        dest="train_sample_ids",
-        action="append",
-        required=True,
-        metavar="ID",
-        help="a training sample (repeat for more)",
-    )
-    parser.add_argument(
-        "--test-sample-id",
-        dest="test_sample_ids",
-        action="append",
-        required=True,
-        metavar="ID",
-        help="a test sample (repeat for more)",
-    )
+    for split, noun in (("train", "training"), ("test", "test")):  # --train/--test-sample-id
+        parser.add_argument(
+            f"--{split}-sample-id",
+            dest=f"{split}_sample_ids",
+            action="append",
+            required=True,
+            metavar="ID",
+            help=f"a {noun} sample (repeat for more)",
+        )
     parser.add_argument(
         "--no-explain-tools", dest="explain_tools", action="store_false", default=True
     )
     _add_json(parser)
-    parser.set_defaults(command=_create)
 
 
 def add_get(subparsers: Subparsers) -> None:
     """`get`: one model."""
-    parser = subparsers.add_parser(
-        "get", parents=[api_parent()], help="show one model", description="Show one model."
+    parser = add_command(
+        subparsers, "get", _get, api=True, help="show one model", description="Show one model."
     )
     parser.add_argument("model_id", metavar="MODEL_ID")
     _add_json(parser)
-    parser.set_defaults(command=_get)
 
 
 def add_list(subparsers: Subparsers) -> None:
     """`list`: models matching filters."""
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "list",
-        parents=[api_parent()],
+        _list,
+        api=True,
         help="list models",
         description="List the models the key can see, optionally filtered.",
     )
@@ -97,7 +92,6 @@ def add_list(subparsers: Subparsers) -> None:
     trainable.add_argument("--trainable", dest="trainable", action="store_true", default=None)
     trainable.add_argument("--not-trainable", dest="trainable", action="store_false")
     _add_json(parser)
-    parser.set_defaults(command=_list)
 
 
 _WAIT_EPILOG = """\
@@ -111,9 +105,11 @@ exit codes:
 
 def add_wait(subparsers: Subparsers) -> None:
     """`wait`: poll one model until it is active or failed."""
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "wait",
-        parents=[api_parent()],
+        _wait,
+        api=True,
         help="wait for a model to finish training",
         description=(
             "Poll a model until it is active or failed, printing each status change on "
@@ -128,7 +124,6 @@ def add_wait(subparsers: Subparsers) -> None:
     )
     parser.add_argument("--poll-interval", type=float, default=2.0, metavar="S")
     _add_json(parser)
-    parser.set_defaults(command=_wait)
 
 
 def _add_json(parser: argparse.ArgumentParser) -> None:

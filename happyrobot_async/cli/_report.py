@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 from .._journal_summary import PHASES, JobRow, Summary, shown
 from ._common import EXIT_OK, UsageError
+from ._options import add_command
 from ._status import add_journal_options, human, summary_for
 
 if TYPE_CHECKING:
-    from ._common import Subparsers
+    from ._options import Subparsers
 
 __all__: list[str] = []
 
@@ -39,8 +40,10 @@ _MISSING = "the report needs plotly: pip install 'happyrobot-async[report]'"
 
 def add_report(subparsers: Subparsers) -> None:
     """`report JOURNAL [-o PATH] [--jobs JOBS]`."""
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "report",
+        _report,
         help="write a batch's journal as one HTML page: timeline, durations, failures",
         description=(
             "Write one self-contained HTML file (it opens offline) showing a batch from its "
@@ -58,7 +61,6 @@ def add_report(subparsers: Subparsers) -> None:
         help="the HTML file to write (default: beside JOURNAL: run.journal -> run-report.html)",
     )
     add_journal_options(parser)
-    parser.set_defaults(command=_report)
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -19,12 +19,13 @@ import socket
 import sys
 from typing import TYPE_CHECKING
 
-from ._common import UsageError, add_log_options, note
+from ._common import UsageError, note
 from ._faultspec import FAULT_HELP, FaultHelpFormatter, parse_fault
+from ._options import add_command, add_log_options, number_type
 
 if TYPE_CHECKING:
     from ..testing import Simulator
-    from ._common import Subparsers
+    from ._options import Subparsers
 
 __all__: list[str] = []
 
@@ -32,6 +33,8 @@ __all__: list[str] = []
 TIMESTAMP_FORMATS = ("Z", "z", "+00:00", "fraction")
 #: Hosts that listen on every interface, and the loopback address a client here uses.
 _ALL_INTERFACES = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+#: `--clock-offset`'s type.
+_finite_float = number_type(float, math.isfinite, "must be a finite number")
 
 _DESCRIPTION = """\
 Run the API simulator. Prints `key: value` lines (base_url, api_key, then
@@ -43,8 +46,10 @@ loopback address (127.0.0.1, or [::1]), which the client accepts."""
 
 def add_simulate(subparsers: Subparsers) -> None:
     """`simulate`: print how to reach the simulator, then serve until SIGINT or SIGTERM."""
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "simulate",
+        _simulate,
         help="run the API simulator until interrupted",
         description=_DESCRIPTION,
         epilog=FAULT_HELP,
@@ -98,7 +103,6 @@ def add_simulate(subparsers: Subparsers) -> None:
         "routes and parameters below)",
     )
     add_log_options(parser, defaults=False)
-    parser.set_defaults(command=_simulate)
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -190,13 +194,3 @@ def _float_range(text: str) -> tuple[float, float]:
     if not sep:
         raise argparse.ArgumentTypeError("expected LOW,HIGH")
     return (float(low), float(high))
-
-
-def _finite_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
-    return value

@@ -11,9 +11,10 @@ from .._jobs import JobId, job_id
 from .._journal_summary import JobRow, Summary, read_summary, shown
 from ._common import EXIT_OK, plain_table, print_json
 from ._jobs import load_jobs
+from ._options import add_command
 
 if TYPE_CHECKING:
-    from ._common import Subparsers
+    from ._options import Subparsers
 
 __all__: list[str] = []
 
@@ -28,8 +29,10 @@ _PHASE_NAMES = {
 
 def add_status(subparsers: Subparsers) -> None:
     """`status --journal PATH [--jobs JOBS] [--json]`."""
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "status",
+        _status,
         help="summarize a batch's journal: counts, running jobs, durations",
         description=(
             "Summarize a batch from its journal: jobs per status, the jobs still running "
@@ -42,7 +45,6 @@ def add_status(subparsers: Subparsers) -> None:
     )
     add_journal_options(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON document instead")
-    parser.set_defaults(command=_status)
 
 
 def add_journal_options(parser: argparse.ArgumentParser) -> None:

@@ -14,7 +14,7 @@ from aiohttp import hdrs, web
 from . import _responses as responses
 from ._clock import WallClock
 from ._faults import AFTER_KINDS, ROUTES, Fault, FaultPlan, TokenBucket
-from ._models import ModelRecord, OptionalFields
+from ._models import OPTIONAL_FIELDS_MODES, ModelRecord, OptionalFields
 from ._stats import RequestLogEntry, StatsRecorder
 from ._store import Store
 from ._validate import ID_LENGTH, ListQuery, RequestError, parse_create, parse_list_query
@@ -22,6 +22,11 @@ from ._validate import ID_LENGTH, ListQuery, RequestError, parse_create, parse_l
 API_PREFIX = "/api/v1"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _check_mode(_: object, __: attrs.Attribute[str], value: str) -> None:
+    if value not in OPTIONAL_FIELDS_MODES:
+        raise ValueError(f"optional_fields must be one of {OPTIONAL_FIELDS_MODES}")
 
 
 @attrs.define
@@ -35,7 +40,7 @@ class SimState:
     hangs: responses.Hangs = attrs.Factory(responses.Hangs)
     bucket: TokenBucket | None = None
     extra_fields: bool = False
-    optional_fields: OptionalFields = "present"
+    optional_fields: OptionalFields = attrs.field(default="present", validator=_check_mode)
 
 
 @attrs.define

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Iterable, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Generic, Self, TypeVar, overload
 
 import attrs
 from aiohttp import web
@@ -13,14 +14,39 @@ from aiohttp import web
 from ._app import API_PREFIX, SimState, make_app
 from ._clock import SimClock, TimestampFormat, WallClock
 from ._faults import Fault, FaultPlan, TokenBucket
-from ._models import OPTIONAL_FIELDS_MODES, OptionalFields, SimModel
+from ._models import OptionalFields, SimModel
 from ._stats import SimulatorStats, StatsRecorder
 from ._store import Lifecycle, Store
 
+T = TypeVar("T")
 
-def _check_mode(_: object, __: attrs.Attribute[str], value: str) -> None:
-    if value not in OPTIONAL_FIELDS_MODES:
-        raise ValueError(f"optional_fields must be one of {OPTIONAL_FIELDS_MODES}")
+
+class _Live(Generic[T]):
+    """A setting of the running server: `sim.x` reads and writes its state at `path`.
+
+    `path` is an attribute of the `SimState`, or dotted (`"wall.offset"`); whatever
+    checks that attribute makes on assignment (an attrs validator) applies.
+    """
+
+    def __init__(self, path: str, doc: str) -> None:
+        *self._holders, self._name = path.split(".")
+        self.__doc__ = doc
+
+    def _holder(self, sim: Simulator) -> Any:
+        return functools.reduce(getattr, self._holders, sim._state)
+
+    @overload
+    def __get__(self, sim: None, owner: type) -> Self: ...
+    @overload
+    def __get__(self, sim: Simulator, owner: type) -> T: ...
+    def __get__(self, sim: Simulator | None, owner: type) -> Self | T:
+        if sim is None:
+            return self
+        value: T = getattr(self._holder(sim), self._name)
+        return value
+
+    def __set__(self, sim: Simulator, value: T) -> None:
+        setattr(self._holder(sim), self._name, value)
 
 
 @attrs.define(kw_only=True)
@@ -66,9 +92,7 @@ class Simulator:
     _rate_limit_rps: float | None = attrs.field(default=None, alias="rate_limit_rps")
     _rate_limit_burst: float | None = attrs.field(default=None, alias="rate_limit_burst")
     _extra_fields: bool = attrs.field(default=False, alias="extra_fields")
-    _optional_fields: OptionalFields = attrs.field(
-        default="present", alias="optional_fields", validator=_check_mode
-    )
+    _optional_fields: OptionalFields = attrs.field(default="present", alias="optional_fields")
     _clock_offset: float = attrs.field(default=0.0, alias="clock_offset")
     _timestamp_format: TimestampFormat = attrs.field(default="Z", alias="timestamp_format")
     log_size: int = 10_000
@@ -232,43 +256,20 @@ class Simulator:
         bucket = None if rps is None else TokenBucket(rps, burst or max(1.0, rps))
         self._state.bucket = bucket
 
-    @property
-    def extra_fields(self) -> bool:
-        """Whether models carry the newer revision's extra fields."""
-        return self._state.extra_fields
-
-    @extra_fields.setter
-    def extra_fields(self, value: bool) -> None:
-        self._state.extra_fields = value
-
-    @property
-    def optional_fields(self) -> OptionalFields:
-        """ "present", "omitted" (only required keys) or "null" (nullable ids set to null)."""
-        return self._state.optional_fields
-
-    @optional_fields.setter
-    def optional_fields(self, value: OptionalFields) -> None:
-        if value not in OPTIONAL_FIELDS_MODES:
-            raise ValueError(f"optional_fields must be one of {OPTIONAL_FIELDS_MODES}")
-        self._state.optional_fields = value
-
-    @property
-    def clock_offset(self) -> float:
-        """Seconds the server's wall clock is ahead of real UTC (negative: behind)."""
-        return self._state.wall.offset
-
-    @clock_offset.setter
-    def clock_offset(self, seconds: float) -> None:
-        self._state.wall.offset = seconds
-
-    @property
-    def timestamp_format(self) -> TimestampFormat:
-        """How `created_at` is spelled from now on: "Z", "z", "+00:00" or "fraction"."""
-        return self._state.wall.timestamp_format
-
-    @timestamp_format.setter
-    def timestamp_format(self, value: TimestampFormat) -> None:
-        self._state.wall.timestamp_format = value
+    extra_fields = _Live[bool](
+        "extra_fields", "Whether models carry the newer revision's extra fields."
+    )
+    optional_fields = _Live[OptionalFields](
+        "optional_fields",
+        '"present", "omitted" (only required keys) or "null" (nullable ids set to null).',
+    )
+    clock_offset = _Live[float](
+        "wall.offset", "Seconds the server's wall clock is ahead of real UTC (negative: behind)."
+    )
+    timestamp_format = _Live[TimestampFormat](
+        "wall.timestamp_format",
+        'How `created_at` is spelled from now on: "Z", "z", "+00:00" or "fraction".',
+    )
 
     @property
     def stats(self) -> SimulatorStats:
