@@ -22,6 +22,7 @@ from ._gate import Gate
 from ._logging import log
 from ._ratelimit import AdaptiveRateLimiter
 from ._serverclock import ServerClock
+from ._sleeps import Sleeps
 from ._wire import Request
 
 __all__: list[str] = []
@@ -68,12 +69,13 @@ class Transport:
     ) -> None:
         # Encoded once here; request paths are built from checked, URL-safe parts,
         # so each request's URL is taken as it is instead of being parsed again.
-        self._base_url = str(yarl.URL(base_url.rstrip("/")))
+        self._base_url = str(yarl.URL(base_url)).rstrip("/")  # after `/.` is resolved
         self._headers = dict(headers)
         self._secret = self._headers["authorization"].removeprefix("Bearer ").encode()
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout)
         self._max_concurrency = max_concurrency
         self._gate = Gate(max_concurrency)
+        self._pacing = Sleeps()
         self.rate_limiter = AdaptiveRateLimiter(rate_limit)
         self.server_clock = ServerClock()
         self._epoch = time.time() - time.perf_counter()  # perf_counter → epoch seconds
@@ -133,6 +135,7 @@ class Transport:
     async def close(self) -> None:
         """Close the session if we opened it; a borrowed one is the caller's."""
         self._closed, self._loop = True, None
+        self._pacing.wake_all()  # requests waiting for their turn: end them now
         if self._owns_session and self._session is not None:
             self._abandoned.detach()
             await self._session.close()
@@ -162,6 +165,8 @@ class Transport:
             wait = self.rate_limiter.reserve(started)
             if wait > 0:
                 started = await self._pace(wait)
+                if self._closed or session.closed:  # closed while it waited for its turn
+                    raise errors.HappyRobotError(_CLOSED if self._closed else _CLOSED_BY_OWNER)
             try:
                 async with session.request(
                     request.method,
@@ -188,9 +193,9 @@ class Transport:
         return self._received(request, attempt, raw.status, raw.headers, body, started)
 
     async def _pace(self, wait: float) -> float:
-        """Wait the limiter's `wait`; return when the request is sent after all."""
+        """Wait the limiter's `wait` (cut short by `close()`); return when it ended."""
         try:
-            await asyncio.sleep(wait)
+            await self._pacing.sleep(wait)
         except asyncio.CancelledError:
             self.rate_limiter.release()  # the slot booked for this request goes to the next one
             raise

@@ -19,6 +19,50 @@ ENGAGE_RATE = 10
 THROTTLED_SHARE = 0.1
 
 
+#: Slots a second is counted in: the count is exact to a tenth of a second.
+_TICKS = 10
+
+
+class LastSecond:
+    """How many events of the last second, counted in tenths of a second.
+
+    The tenth the second began in is counted for the part of it still within
+    the second (as if its events were spread evenly over it); so events older
+    than a second and a tenth never count, however bursty.
+    """
+
+    __slots__ = ("_counts", "_tick")
+
+    def __init__(self) -> None:
+        self._counts = [0] * (_TICKS + 1)  # by tick modulo _TICKS + 1
+        self._tick = 0
+
+    def add(self, now: float) -> None:
+        """One event at `now` (seconds, never going back)."""
+        tick = int(now * _TICKS)
+        if tick > self._tick:
+            self._move(tick)
+        self._counts[tick % (_TICKS + 1)] += 1
+
+    def count(self, now: float) -> float:
+        """Events in the second up to `now`."""
+        tick = int(now * _TICKS)
+        if tick > self._tick:
+            self._move(tick)
+        oldest = self._counts[(tick + 1) % (_TICKS + 1)]  # the tick a second ago
+        within = 1.0 - (now * _TICKS - tick)
+        return sum(self._counts) - oldest * (1.0 - within)
+
+    def _move(self, tick: int) -> None:
+        """Start tick `tick`: the ticks since the last one (or all) count nothing yet."""
+        if tick - self._tick > _TICKS:
+            self._counts = [0] * (_TICKS + 1)
+        else:
+            for passed in range(self._tick + 1, tick + 1):
+                self._counts[passed % (_TICKS + 1)] = 0
+        self._tick = tick
+
+
 @attrs.define
 class AdaptiveRateLimiter:
     """A GCRA rate limit shared by every call of a client.
@@ -45,10 +89,8 @@ class AdaptiveRateLimiter:
     """Requests per second now; None while not engaged."""
     _theoretical_arrival: float = attrs.field(init=False, default=0.0)
     _last_decrease: float = attrs.field(init=False, default=float("-inf"))
-    _second: float = attrs.field(init=False, default=float("-inf"))
-    """When the current one-second bucket of the request count began."""
-    _count: int = attrs.field(init=False, default=0)
-    _previous: int = attrs.field(init=False, default=0)
+    _sent: LastSecond = attrs.field(init=False, factory=LastSecond)
+    """Requests sent in the last second (counted only while not engaged)."""
     _responses: int = attrs.field(init=False, default=0)
     """Responses of the current `cooldown`-long window, and how many of them were 429s."""
     _throttled: int = attrs.field(init=False, default=0)
@@ -68,10 +110,7 @@ class AdaptiveRateLimiter:
         """Book the next slot; return how long to wait before sending (0 if none)."""
         rate = self.rate
         if rate is None:
-            if now - self._second >= 1.0:
-                self._previous = self._count if now - self._second < 2.0 else 0
-                self._second, self._count = now, 0
-            self._count += 1
+            self._sent.add(now)
             return 0.0
         interval = 1.0 / rate
         arrival = max(self._theoretical_arrival, now)
@@ -91,7 +130,7 @@ class AdaptiveRateLimiter:
         if now - self._last_decrease < self.cooldown:
             return
         if self.rate is None:
-            measured = self._requests_last_second(now)
+            measured = self._sent.count(now)
             if measured < ENGAGE_RATE:
                 return
             self.max_rate = 2.0 * measured
@@ -118,11 +157,6 @@ class AdaptiveRateLimiter:
         self._count_response(now)
         if ceiling is not None and rate < ceiling:
             self.rate = min(ceiling, rate + ceiling / 100 / rate)
-
-    def _requests_last_second(self, now: float) -> float:
-        """The current bucket's count plus the part of the previous one still in the window."""
-        into = min(1.0, max(0.0, now - self._second))
-        return self._count + self._previous * (1.0 - into)
 
     def _count_response(self, now: float) -> None:
         if now - self._window >= self.cooldown:

@@ -81,7 +81,9 @@ def _optional(kind: type[Any]) -> Any:
 def _structure_ids(value: Any, _: Any) -> tuple[str, ...] | None:
     if value is None:
         return None
-    if type(value) is list and all(type(item) is str for item in value):
+    if type(value) is not list:  # cattrs would make a tuple of any iterable: a string's letters
+        raise TypeError(f"expected an array of strings, got {type(value).__name__}")
+    if all(type(item) is str for item in value):
         return tuple(value)
     return converter.structure(value, tuple[str, ...])  # the slow path names the bad item
 
