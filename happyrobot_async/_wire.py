@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
-from typing import Any, Final, TypeVar
+from typing import Any, Final, NamedTuple, TypeVar
 
 import attrs
 import cattrs
@@ -37,8 +37,7 @@ _KNOWN_STATUSES: Final = frozenset(s.value for s in ModelStatus if s is not Mode
 _MAX_BODY_IN_ERROR: Final = 2000
 
 
-@attrs.frozen
-class Request:
+class Request(NamedTuple):
     """One API call, ready to send: method, path under the base URL, query, JSON body."""
 
     method: str
