@@ -140,6 +140,12 @@ class WatchHandle:
         self._cancel_timer()
         if not self._done:
             self._done, self._error = True, error
+            # its final model, built once: the error's own where it carries one
+            final = getattr(error, "model", None)
+            if isinstance(final, Model):
+                self._model, self._shape, self._values = final, None, None
+            elif self._values is not None:
+                self._model, self._shape, self._values = self.model, None, None
             if self._future is not None:
                 self._future.set_exception(error)
                 self._future.exception()

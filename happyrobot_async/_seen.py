@@ -14,14 +14,18 @@ other. Items holding an array or an object get no snapshot (inside those, equali
 is not exact: `[1] == [True]`), so they are structured at every poll, as before.
 
 Memory: the keys and the value types (a `Shape`) are shared by every snapshot of
-that shape, the id with the handle, and each other string goes through a bounded
-memo, so a value many models share (status, organization, use case, source model,
-a default description) is kept once.
+that shape, the id with the handle, and each other short string goes through a
+bounded memo, so a value many models share (status, organization, use case,
+source model, a default description) is kept once. A snapshot keeps no more than
+its `Model` would: an item with a long string in a field `Model` does not read
+gets none.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import attrs
 
 from ._serde import converter
 from .types import Model
@@ -30,6 +34,11 @@ __all__: list[str] = []
 
 #: Strings remembered for sharing at most; past that the memo starts afresh (a bound).
 MAX_SHARED_STRINGS = 4096
+#: The longest string shared, and the longest kept for a field `Model` does not read:
+#: a long value is rarely shared, and one that changes at every poll must not be kept.
+MAX_KEPT_LENGTH = 256
+#: The item keys `Model` reads; the others only matter for "is it the same item?".
+MODEL_KEYS = frozenset(field.name for field in attrs.fields(Model)) - {"raw_status"}
 #: Distinct shapes remembered at most (a server has a handful).
 MAX_SHAPES = 256
 _SCALARS = frozenset({str, int, float, bool, type(None)})
@@ -66,7 +75,7 @@ class Snapshots:
         """
         strings = self._strings
         for key, value in item.items():  # values are replaced, keys untouched: safe
-            if type(value) is str:
+            if type(value) is str and len(value) <= MAX_KEPT_LENGTH:
                 if key == "id":
                     if value == model_id:
                         item[key] = model_id
@@ -80,12 +89,17 @@ class Snapshots:
 
     def take(self, item: dict[str, Any]) -> Snapshot | None:
         """The snapshot of `item`, which structured into a `Model`; None if it holds an
-        array or an object (such an item is structured at every poll)."""
+        array or an object, or a long string in a field `Model` does not read (so a
+        snapshot never keeps more than its `Model` would): such an item is
+        structured at every poll."""
         values = tuple(item.values())
         types = tuple(map(type, values))
         if not _SCALARS.issuperset(types):
             return None
         keys = tuple(item)
+        for key, value in zip(keys, values, strict=True):
+            if type(value) is str and len(value) > MAX_KEPT_LENGTH and key not in MODEL_KEYS:
+                return None
         shape = self._shapes.get((keys, types))
         if shape is None:
             if len(self._shapes) >= MAX_SHAPES:
