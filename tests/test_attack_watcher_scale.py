@@ -1,5 +1,7 @@
-"""Hostile-server and careless-user attacks on the watcher at scale: raw-value snapshots (`_seen`), list sorting (`_listread`), one timer
-per use case (`_schedule`, `_scheduling`), lazy handle futures (`_handles`).
+"""Hostile-server and careless-user attacks on the watcher at scale.
+
+Raw-value snapshots (`_seen`), list sorting (`_listread`), one timer per use
+case (`_schedule`, `_scheduling`), lazy handle futures (`_handles`).
 
 Network tests talk HTTP to the real simulator. Hostile lists are served with the
 simulator's public `wrong_shape` fault, whose `body` replaces every list response
