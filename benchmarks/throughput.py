@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import aiohttp
 
 import happyrobot_async as hr
+from happyrobot_async import _json
 
 from ._common import SimProcess, display_command, fmt, main_for, rotated, simulator, summary, table
 from .structuring import pydantic_model
@@ -279,6 +280,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "concurrency": args.concurrency,
         "repeat": args.repeat,
         "variants": variants,
+        "json_backend": _json.BACKEND,
         "simulator": display_command(list(_sim_command())),
         "runs": runs,
         "summary": summarize(runs, variants, args.ops, args.concurrency),
@@ -333,7 +335,8 @@ def render(result: dict[str, Any]) -> str:
         f"N = {result['requests']:,} requests per variant per block "
         f"({result['peer_requests']:,} for the httpx peer, whose per-request figures "
         "do not depend on N), "
-        f"{result['repeat']} repetitions; median (min\u2013max).",
+        f"{result['repeat']} repetitions; median (min\u2013max). The SDK's JSON: "
+        f"{result.get('json_backend', 'json')}.",
         "",
         "Requests/s and client CPU µs per request:",
         "",

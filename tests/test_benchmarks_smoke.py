@@ -5,7 +5,19 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from benchmarks import bulk, fault_soak, profiling, run, structuring, throughput, watcher_scale
+import pytest
+
+from benchmarks import (
+    bulk,
+    fault_soak,
+    profiling,
+    run,
+    speedups,
+    structuring,
+    throughput,
+    watcher_scale,
+)
+from happyrobot_async import _json
 
 
 def smoke(module: Any) -> dict[str, Any]:
@@ -112,3 +124,15 @@ def test_bulk_smoke() -> None:
     assert any(line.startswith("- bulk, ") and "client CPU per job" in line for line in lines)
     page = run.render({"bulk": result}, {"bulk": ["python", "-m", "x"]}, smoke=True)
     assert "## 6. Bulk" in page and "- Bulk: run_batch makes" in page
+
+
+@pytest.mark.skipif(_json.BACKEND != "orjson", reason="needs [speedups]: CI's second pass")
+def test_speedups_smoke() -> None:
+    """With orjson, the SDK and the raw floor both complete; run.py judges it against 1.0."""
+    result = smoke(speedups)
+    assert result["variants"] == ["raw", "sdk"] and result["json_backend"] == "orjson"
+    assert all(row["sdk_raw_rps"]["median"] > 0 for row in result["summary"])
+    lines = run.verdicts({"speedups": result})
+    assert any(
+        line.startswith("- with `[speedups]`, get") and "target ≥ 1.0" in line for line in lines
+    )
