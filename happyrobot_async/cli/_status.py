@@ -27,19 +27,17 @@ _PHASE_NAMES = {
 }
 
 
+_HELP = "summarize a batch's journal: counts, running jobs, durations"
+_DESCRIPTION = (
+    "Summarize a batch from its journal: jobs per status, the jobs still running "
+    "and for how long, and how long the phases took so far. Read-only and lock-free: "
+    "safe to run while the batch runs (a line being written is skipped)."
+)
+
+
 def add_status(subparsers: Subparsers) -> None:
     """`status --journal PATH [--jobs JOBS] [--json]`."""
-    parser = add_command(
-        subparsers,
-        "status",
-        _status,
-        help="summarize a batch's journal: counts, running jobs, durations",
-        description=(
-            "Summarize a batch from its journal: jobs per status, the jobs still running "
-            "and for how long, and how long the phases took so far. Read-only and lock-free: "
-            "safe to run while the batch runs (a line being written is skipped)."
-        ),
-    )
+    parser = add_command(subparsers, "status", _status, help=_HELP, description=_DESCRIPTION)
     parser.add_argument(
         "--journal", type=Path, required=True, metavar="PATH", help="the batch's journal"
     )
