@@ -390,11 +390,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.smoke:
             kept.mkdir(exist_ok=True)
             (kept / f"{name}.json").write_text(json.dumps(results[name], indent=1))
-    facts = machine()
     if args.render_only:
         facts = json.loads((kept / "machine.json").read_text())
-    elif not args.smoke:
-        (kept / "machine.json").write_text(json.dumps(facts, indent=1))
+    else:
+        facts = machine()
+        if not args.smoke:
+            (kept / "machine.json").write_text(json.dumps(facts, indent=1))
     text = render(results, commands, args.smoke, facts)
     out = args.out
     if out is None and not args.smoke:

@@ -41,6 +41,9 @@ class Reconcile(Protocol[T_co]):
     def unsettled(self, error: HappyRobotError, attempts: int) -> HappyRobotError:
         """The error to raise when nothing was found and no resend is allowed."""
 
+    def describe(self) -> tuple[str, Mapping[str, object]]:
+        """How log lines name the call, and their structured fields."""
+
 
 class Attempts:
     """Runs attempts under one policy and one client-wide budget."""
@@ -72,9 +75,9 @@ class Attempts:
 
         With `reconcile` (creates), failures are judged by the create column of
         the retry table; without it, by the read column. Log lines name the call
-        by `label` (default: the request's method and path) and carry `fields`
-        (default: method and path) as structured fields; both are only worked
-        out when something fails.
+        by `label` and carry `fields` as structured fields (default: what
+        `reconcile.describe()` says, else the request's method and path); both
+        are only worked out when something fails.
         """
         number, retries, refusals = 1, 0, 0
         started = self.clock()
@@ -84,10 +87,15 @@ class Attempts:
                 response = await send(request, number)
                 value = decode(response.status, response.headers, response.body, request)
             except HappyRobotError as exc:
-                if label is None:
-                    label = f"{request.method} {request.path}"
-                if fields is None:
-                    fields = {"method": request.method, "path": request.path}
+                if label is None or fields is None:
+                    label, fields = (
+                        reconcile.describe()
+                        if reconcile is not None
+                        else (
+                            f"{request.method} {request.path}",
+                            {"method": request.method, "path": request.path},
+                        )
+                    )
                 decision = self.policy.decide(
                     exc,
                     retries=retries,

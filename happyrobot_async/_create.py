@@ -47,11 +47,7 @@ async def create_safely(
     `timeout` is the request timeout the attempts run under (for the settle wait).
     """
     safe = _SafeCreate(send, reconciler, create, timeout)
-    fields = {"method": "POST", "path": "/models", "use_case_id": create.use_case_id}
-    label = f"create {create.name!r}"
-    model = await attempts.run(
-        safe.request, safe.decode, send=safe.send, reconcile=safe, label=label, fields=fields
-    )
+    model = await attempts.run(safe.request, safe.decode, send=safe.send, reconcile=safe)
     return reconciler.claim(model)
 
 
@@ -70,6 +66,11 @@ class _SafeCreate:
         """When the first attempt began (our epoch seconds): what it stored is no older."""
         self.floor: float | None = None
         """The earliest server time then, by the server clock as it was."""
+
+    def describe(self) -> tuple[str, Mapping[str, object]]:
+        """How log lines name this create, and their structured fields."""
+        fields = {"method": "POST", "path": "/models", "use_case_id": self.create.use_case_id}
+        return f"create {self.create.name!r}", fields
 
     async def send(self, request: Request, number: int) -> Response:
         self.sent = time.time()

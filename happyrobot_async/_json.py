@@ -1,8 +1,11 @@
 """JSON for the wire: orjson when the `[speedups]` extra installed it, else the stdlib.
 
-Both give the same values and raise `ValueError` subclasses on bad input, so
-nothing else in the SDK knows which one runs. `HAPPYROBOT_NO_SPEEDUPS=1`
-forces the stdlib (to compare, or to rule the extra out).
+Both give the same values for JSON and raise `ValueError` subclasses on bad
+input, so nothing else in the SDK knows which one runs. (Only outside JSON do
+they differ: the stdlib reads `NaN` and `Infinity`, orjson refuses them; a
+`Model` has no number field, so either way no such value reaches the caller.)
+`HAPPYROBOT_NO_SPEEDUPS=1` forces the stdlib (to compare, or to rule the extra
+out).
 """
 
 from __future__ import annotations

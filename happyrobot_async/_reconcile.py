@@ -77,10 +77,10 @@ class Reconciler:
 
     def floor(self, ours: float) -> float | None:
         """The earliest server time (epoch seconds) when ours read `ours`, by the clock now."""
-        offset = self.clock.offset
-        if offset is None:
+        lowest = self.clock.lowest
+        if lowest is None:
             return None
-        return ours + offset - self.clock.uncertainty - self.policy.reconcile_tolerance
+        return ours + lowest - self.policy.reconcile_tolerance
 
     async def reconcile(
         self,

@@ -36,6 +36,13 @@ class ServerClock:
         return (self._low + high) / 2
 
     @property
+    def lowest(self) -> float | None:
+        """The least the offset can be (`offset - uncertainty`); None until seen."""
+        if self._last_date is None and self._high == float("inf"):
+            return None
+        return self._low
+
+    @property
     def uncertainty(self) -> float:
         """How far the true offset may be from `offset` (infinite until seen)."""
         return (self._upper() - self._low) / 2

@@ -51,6 +51,23 @@ async def test_records_carry_structured_fields(
     assert set(_logging.FIELDS) >= {"method", "path", "status", "job_key"}
 
 
+async def test_a_resent_create_is_logged_by_its_name_and_use_case(
+    simulator_factory: SimulatorFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A create sent again says which create (its name) and carries its use case as a field."""
+    caplog.set_level(logging.INFO, logger="happyrobot_async")
+    sim = await simulator_factory(
+        faults=[Fault("server_error", rate=1.0, route="create", status=503, retry_after=None)]
+    )
+    async with client_for(sim, max_retries=1) as client:
+        with pytest.raises(hr.AmbiguousCreateError):
+            await client.models.create(**create_args(sim, "logged-create"))
+    resent = [r for r in caplog.records if "no model was stored; sending again" in r.getMessage()]
+    assert resent and resent[0].getMessage().startswith("create 'logged-create'")
+    assert resent[0].use_case_id == sim.use_case_ids[0]  # type: ignore[attr-defined]
+    assert (resent[0].method, resent[0].path) == ("POST", "/models")  # type: ignore[attr-defined]
+
+
 async def test_no_warning_for_an_error_that_is_raised(
     simulator: Simulator, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -223,6 +223,9 @@ class FakeReconcile:
     def unsettled(self, error: hr.HappyRobotError, attempts: int) -> hr.HappyRobotError:
         return hr.HappyRobotError(f"unsettled after {attempts}")
 
+    def describe(self) -> tuple[str, dict[str, object]]:
+        return "create 'x'", {"method": "POST", "path": "/models"}
+
 
 async def test_attempt_loop_reconciles_an_ambiguous_create() -> None:
     """An ambiguous failure is looked up first; what it stored is returned, nothing resent."""

@@ -21,6 +21,7 @@ def test_unknown_until_a_date_is_seen() -> None:
     """No response yet: no offset, infinite uncertainty."""
     clock = ServerClock()
     assert clock.offset is None and clock.uncertainty == float("inf")
+    assert clock.lowest is None
 
 
 @pytest.mark.parametrize("offset", [-3600.0, -120.0, -15.0, 0.0, 2.5, 3600.0])
@@ -32,6 +33,8 @@ def test_many_responses_pin_the_offset_down(offset: float) -> None:
         clock.observe_date(date_at(sent + 0.005 + offset), sent, sent + 0.01)
     assert clock.offset == pytest.approx(offset, abs=0.1)
     assert clock.uncertainty < 0.1
+    assert clock.offset is not None and clock.lowest is not None
+    assert clock.lowest == pytest.approx(clock.offset - clock.uncertainty)
 
 
 def test_a_clock_that_jumps_starts_the_estimate_again() -> None:
