@@ -26,9 +26,11 @@ try:
     import orjson
 except ImportError:
 
+    _compact = json.JSONEncoder(separators=(",", ":"))  # built once: dumps() would build one
+
     def dumps(value: Any) -> bytes:
         """Compact JSON bytes."""
-        return json.dumps(value, separators=(",", ":")).encode()
+        return _compact.encode(value).encode()
 
     loads = json.loads
     BACKEND: Final = "json"
