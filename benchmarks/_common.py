@@ -232,6 +232,12 @@ def machine() -> dict[str, Any]:
     }
 
 
+def sdk_commit() -> str:
+    """The checkout's commit, marked when it has uncommitted changes."""
+    dirty = _git("status", "--porcelain", "--untracked-files=no")
+    return _git("rev-parse", "--short", "HEAD") + (" (with uncommitted changes)" if dirty else "")
+
+
 def _git(*args: str) -> str:
     try:
         done = subprocess.run(
@@ -258,9 +264,11 @@ def main_for(
     parser.add_argument("--smoke", action="store_true", help="one tiny run, for the smoke test")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     args = parser.parse_args(argv)
+    commit = sdk_commit()  # before the run: the code measured
     started = time.perf_counter()
     result = run(args)
     result["wall_seconds"] = time.perf_counter() - started
+    result["commit"] = commit
     result["argv"] = list(sys.argv[1:] if argv is None else argv)
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=1, default=str))

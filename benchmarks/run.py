@@ -334,7 +334,8 @@ def render(
         f"- Machine: {facts['cores']} cores ({facts['cpu']}), {facts['os']}",
         f"- Python {facts['python']} ({facts['implementation']}); {packages}",
         f"- SDK at commit {facts['commit']}"
-        + (" (with uncommitted changes)" if facts["dirty"] else ""),
+        + (" (with uncommitted changes)" if facts["dirty"] else "")
+        + ", unless a section names its own (a section rerun alone)",
         "- Every figure is measured in this run on this machine (shared, noisy): medians "
         "with min\u2013max over the repetitions; ratios are paired within a repetition.",
         "- The simulator always runs as a separate process "
@@ -365,7 +366,8 @@ def render(
                 or "").strip(), "", BENCHMARKS[name](result), ""]  # fmt: skip
         if "simulator" in result and "Simulator: `" not in out[-2]:
             out += [f"Simulator: `{result['simulator']}` (port, seed vary).", ""]
-        out += [f"Wall time: {result.get('wall_seconds', 0):.0f} s.", ""]
+        out += [f"Wall time: {result.get('wall_seconds', 0):.0f} s."]
+        out += [f"SDK at commit {result['commit']}.", ""] if "commit" in result else [""]
     return "\n".join(out)
 
 
