@@ -25,7 +25,6 @@ try:
         raise ImportError("speedups turned off by HAPPYROBOT_NO_SPEEDUPS")
     import orjson
 except ImportError:
-
     _compact = json.JSONEncoder(separators=(",", ":"))  # built once: dumps() would build one
 
     def dumps(value: Any) -> bytes:

@@ -284,6 +284,26 @@ def connector(
     return connect
 
 
+@pytest.fixture
+def still_connect(simulator_factory: SimulatorFactory, stack: AsyncExitStack) -> Connect:
+    """A `Connect` whose simulators move nothing unless told (speed 0, no failures)."""
+    return connector(simulator_factory, stack, speed=0.0, failure_rate=0.0)
+
+
+@pytest.fixture
+async def no_leftover_tasks() -> AsyncIterator[None]:
+    """End whatever watcher task a test left behind, so one test never spoils the next."""
+    yield
+    leftovers = [
+        task
+        for task in asyncio.all_tasks()
+        if task is not asyncio.current_task() and task.get_name().startswith("happyrobot_async")
+    ]
+    for task in leftovers:
+        task.cancel()
+    await asyncio.gather(*leftovers, return_exceptions=True)
+
+
 async def create_models(
     sim: Simulator, client: hr.HappyRobotClient, count: int = 1, use_cases: int = 1
 ) -> list[hr.Model]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from typing import Any
@@ -17,11 +17,10 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from conftest import Connect, connector, create_models, loop_in_a_thread, wait_until
+from conftest import Connect, create_models, loop_in_a_thread, wait_until
 
 import happyrobot_async as hr
 from happyrobot_async.testing import Fault
-from happyrobot_async.testing.pytest_plugin import SimulatorFactory
 
 FAST: dict[str, Any] = {"poll_interval": 0.05, "max_poll_interval": 0.1}
 ID_A, ID_B = "a" * 24, "b" * 24
@@ -32,24 +31,13 @@ Serve = Callable[[web.Application], Awaitable[str]]
 # -- plumbing ---------------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-async def no_leftover_tasks() -> AsyncIterator[None]:
-    """End whatever watcher task a finding left behind, so one test never spoils the next."""
-    yield
-    leftovers = [
-        task
-        for task in asyncio.all_tasks()
-        if task is not asyncio.current_task() and task.get_name().startswith("happyrobot_async")
-    ]
-    for task in leftovers:
-        task.cancel()
-    await asyncio.gather(*leftovers, return_exceptions=True)
+pytestmark = pytest.mark.usefixtures("no_leftover_tasks")
 
 
 @pytest.fixture
-def connect(simulator_factory: SimulatorFactory, stack: AsyncExitStack) -> Connect:
-    """Start a simulator (nothing moves unless told) and a client on it."""
-    return connector(simulator_factory, stack, speed=0.0, failure_rate=0.0)
+def connect(still_connect: Connect) -> Connect:
+    """Start a simulator where nothing moves unless told, and a client on it."""
+    return still_connect
 
 
 @pytest.fixture

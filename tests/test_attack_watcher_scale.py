@@ -21,13 +21,13 @@ import random
 import tracemalloc
 import unicodedata
 from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from conftest import Connect, connector, create_models, wait_until
+from conftest import Connect, create_models, wait_until
 
 import happyrobot_async as hr
 from happyrobot_async import _json
@@ -48,24 +48,13 @@ A, F = hr.ModelStatus.ACTIVE, hr.ModelStatus.FAILED
 # -- plumbing ---------------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-async def no_leftover_tasks() -> AsyncIterator[None]:
-    """End whatever watcher task a finding left behind, so one test never spoils the next."""
-    yield
-    leftovers = [
-        task
-        for task in asyncio.all_tasks()
-        if task is not asyncio.current_task() and task.get_name().startswith("happyrobot_async")
-    ]
-    for task in leftovers:
-        task.cancel()
-    await asyncio.gather(*leftovers, return_exceptions=True)
+pytestmark = pytest.mark.usefixtures("no_leftover_tasks")
 
 
 @pytest.fixture
-def connect(simulator_factory: SimulatorFactory, stack: AsyncExitStack) -> Connect:
+def connect(still_connect: Connect) -> Connect:
     """Start a simulator where nothing moves unless told, and a client on it."""
-    return connector(simulator_factory, stack, speed=0.0, failure_rate=0.0)
+    return still_connect
 
 
 def item(model: hr.Model | str, status: str, **fields: Any) -> dict[str, Any]:

@@ -40,14 +40,18 @@ async def test_waiters_get_places_in_the_order_they_came() -> None:
     assert gate.free == 0
 
 
+async def two_waiters(gate: Gate, entered: list[str]) -> tuple[asyncio.Task[None], ...]:
+    """Fill the gate, then queue "first" and "second" behind it."""
+    assert gate.take()
+    waiters = tuple(asyncio.create_task(enter(gate, name, entered)) for name in ("first", "second"))
+    await asyncio.sleep(0)
+    return waiters
+
+
 async def test_a_cancelled_waiter_is_passed_by() -> None:
     """A waiter cancelled while waiting takes no place; the next one gets it."""
-    gate = Gate(1)
-    assert gate.take()
-    entered: list[str] = []
-    first = asyncio.create_task(enter(gate, "first", entered))
-    second = asyncio.create_task(enter(gate, "second", entered))
-    await asyncio.sleep(0)
+    gate, entered = Gate(1), list[str]()
+    first, second = await two_waiters(gate, entered)
     first.cancel()
     await asyncio.sleep(0)
     gate.give()
@@ -59,12 +63,8 @@ async def test_a_cancelled_waiter_is_passed_by() -> None:
 
 async def test_a_place_handed_to_a_waiter_cancelled_before_it_ran_is_passed_on() -> None:
     """Handed a place and cancelled in the same loop turn: the place is not lost."""
-    gate = Gate(1)
-    assert gate.take()
-    entered: list[str] = []
-    first = asyncio.create_task(enter(gate, "first", entered))
-    second = asyncio.create_task(enter(gate, "second", entered))
-    await asyncio.sleep(0)
+    gate, entered = Gate(1), list[str]()
+    first, second = await two_waiters(gate, entered)
     gate.give()  # hands the place to "first"...
     first.cancel()  # ...which is cancelled before it resumes
     await asyncio.gather(first, return_exceptions=True)

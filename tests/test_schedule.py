@@ -279,6 +279,19 @@ def test_use_case_of() -> None:
     assert s.use_case_of("b") == "u2"
 
 
+def memory_of_refreshes(s: Schedule, ids: list[str], rounds: int) -> int:
+    """Bytes still allocated after recording every model unchanged at t = 1, 2, ... rounds."""
+    tracemalloc.start()
+    try:
+        for t in range(1, rounds + 1):
+            for model_id in ids:
+                s.record(model_id, SAME, float(t))
+        grown, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return grown
+
+
 def test_memory_stays_flat_under_repeated_refreshes() -> None:
     """Refreshing 1,000 models 50 times over keeps the schedule's memory flat."""
     s = make()
@@ -286,14 +299,7 @@ def test_memory_stays_flat_under_repeated_refreshes() -> None:
     for model_id in ids:
         s.add(model_id, "u", 0.0)
         s.record(model_id, CHANGED, 0.0)
-    tracemalloc.start()
-    try:
-        for t in range(1, 51):
-            for model_id in ids:
-                s.record(model_id, SAME, float(t))
-        grown, _ = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    grown = memory_of_refreshes(s, ids, rounds=50)
     # what is still alive of it: a bounded heap holds ~2,000 items (~0.25 MB); keeping
     # every stale item would hold 50,000 (~6 MB)
     assert grown < 1_000_000
@@ -419,13 +425,6 @@ def test_models_of_an_unknown_use_case_recorded_over_and_over_keep_memory_flat()
     ids = [f"m{i}" for i in range(100)]
     for model_id in ids:
         s.add(model_id, None, 0.0)
-    tracemalloc.start()
-    try:
-        for t in range(1, 51):
-            for model_id in ids:
-                s.record(model_id, SAME, float(t))
-        grown, _ = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    grown = memory_of_refreshes(s, ids, rounds=50)
     assert grown < 100_000  # keeping all 5,000 stale timers would hold ~0.5 MB
     assert s.next_deadline() == 80.0  # capped at 30 s after the last record, at 50

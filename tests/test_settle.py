@@ -65,9 +65,15 @@ def test_judge(
     change: tuple[hr.ModelStatus | None, hr.ModelStatus] | None,
     settles: str,
 ) -> None:
-    """A new raw status emits one change; active and failed settle; failed raises if asked."""
+    """A new raw status emits one change; active and failed settle; failed raises if asked.
+
+    The poll loop's `judge_status`, told only the raw status seen before, judges alike.
+    """
     polled = model(now)
     verdict = judge(None if before is None else model(before), polled, raise_on_failure, AT)
+    told_status = judge_status(before, polled, raise_on_failure, AT)
+    assert (told_status.change, told_status.result) == (verdict.change, verdict.result)
+    assert type(told_status.error) is type(verdict.error)
     if change is None:
         assert verdict.change is None
     else:
@@ -80,22 +86,6 @@ def test_judge(
         assert verdict.result is None
         assert isinstance(verdict.error, hr.TrainingFailedError)
         assert verdict.error.model is polled
-
-
-@pytest.mark.parametrize(("before", "now", "raise_on_failure", "change", "settles"), TABLE)
-def test_judge_status_is_judge_told_only_the_raw_status(
-    before: str | None,
-    now: str,
-    raise_on_failure: bool,
-    change: tuple[hr.ModelStatus | None, hr.ModelStatus] | None,
-    settles: str,
-) -> None:
-    """The poll loop's `judge_status`, told the raw status seen before, judges as `judge`."""
-    polled = model(now)
-    expected = judge(None if before is None else model(before), polled, raise_on_failure, AT)
-    verdict = judge_status(before, polled, raise_on_failure, AT)
-    assert (verdict.change, verdict.result) == (expected.change, expected.result)
-    assert type(verdict.error) is type(expected.error)
 
 
 def test_the_common_answer_is_shared() -> None:
