@@ -15,6 +15,7 @@ from benchmarks import (
     speedups,
     structuring,
     throughput,
+    versus,
     watcher_scale,
 )
 from happyrobot_async import _json
@@ -136,3 +137,10 @@ def test_speedups_smoke() -> None:
     assert any(
         line.startswith("- with `[speedups]`, get") and "target ≥ 1.0" in line for line in lines
     )
+
+
+def test_versus_smoke(capsys: pytest.CaptureFixture[str]) -> None:
+    """The SDK at a commit (HEAD here) and this checkout run side by side with the raw floor."""
+    assert versus.main(["HEAD", "--requests", "40", "--repeat", "1", "--concurrency", "4"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("get c=4, client CPU") and "HEAD" in line and "this checkout" in line
