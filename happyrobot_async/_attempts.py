@@ -15,8 +15,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol, TypeVar
 
-from ._http import Response
 from ._logging import log
+from ._response import Response
 from ._retry import RetryBudget, RetryPolicy
 from ._wire import Request
 from .errors import HappyRobotError

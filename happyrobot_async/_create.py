@@ -19,9 +19,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Final
 
 from ._attempts import Attempts
-from ._http import Response
 from ._logging import log
 from ._reconcile import Reconciler
+from ._response import Response
 from ._wire import Request, create_request, decode_model
 from .errors import AmbiguousCreateError, APITimeoutError, HappyRobotError
 from .types import CreateModel, Model

@@ -11,8 +11,7 @@ import logging
 import time
 import weakref
 from collections.abc import Mapping
-from contextvars import ContextVar
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 import aiohttp
 import yarl
@@ -21,6 +20,7 @@ from . import errors
 from ._gate import Gate
 from ._logging import log
 from ._ratelimit import AdaptiveRateLimiter
+from ._response import Response, keep_response
 from ._serverclock import ServerClock
 from ._sleeps import Sleeps
 from ._wire import Request
@@ -31,19 +31,6 @@ __all__: list[str] = []
 #: The default cap on a response body: far above any real answer, far below a runaway one.
 DEFAULT_MAX_RESPONSE_BYTES: Final = 64 * 1024 * 1024
 _CHUNK: Final = 256 * 1024
-
-
-class Response(NamedTuple):
-    """An HTTP response, fully read; `elapsed`: seconds from sending to the last byte."""
-
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-    elapsed: float = 0.0
-
-
-#: The last response read in this task's context: how `with_raw_response` finds it.
-last_response: ContextVar[Response | None] = ContextVar("last_response", default=None)
 
 
 class Transport:
@@ -222,7 +209,7 @@ class Transport:
             self.rate_limiter.on_throttled(received)
         else:
             self.rate_limiter.on_success(received)
-        last_response.set(response)
+        keep_response(response)
         if log.isEnabledFor(logging.DEBUG):
             elapsed = round(response.elapsed * 1000, 1)
             fields = {"method": request.method, "path": request.path, "status": status}

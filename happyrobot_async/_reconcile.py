@@ -29,8 +29,8 @@ from collections import OrderedDict
 from typing import Final, Protocol
 
 from ._attempts import Sleep
-from ._http import Response, last_response
 from ._logging import log
+from ._response import Response, keep_response, last_response
 from ._retry import RetryPolicy
 from ._serverclock import ServerClock
 from ._wire import BadItem, Listed
@@ -139,7 +139,7 @@ class Reconciler:
             except NotFoundError:
                 unknown += 1  # listed, yet not found: a replica behind, or deleted
                 continue
-            response = last_response.get()
+            response = last_response()
             if full.name != create.name or full.id in self._claimed:
                 continue
             evidence = _evidence(full, create)
@@ -148,7 +148,8 @@ class Reconciler:
             if _latest(full) < earliest:  # only when the clock is unknown
                 raise self._unclear(create, "one matches from before the assumed clock skew")
             if evidence is Evidence.MATCH:
-                last_response.set(response)
+                if response is not None:
+                    keep_response(response)
                 return full
             possible.append((full, response))
         if unknown or len(possible) > 1:
@@ -161,7 +162,8 @@ class Reconciler:
                 model.id,
                 extra={"model_id": model.id, "use_case_id": create.use_case_id},
             )
-            last_response.set(response)
+            if response is not None:
+                keep_response(response)
             return model
         return None
 

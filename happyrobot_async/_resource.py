@@ -14,8 +14,8 @@ import attrs
 
 from ._attempts import Decode
 from ._follow import wait_for_model, watch_models
-from ._http import Response, last_response
 from ._logging import log
+from ._response import Response, ResponseSink, response_sink
 from ._wire import (
     Listed,
     ListItems,
@@ -216,18 +216,25 @@ class RawModels:
 
     async def create(self, **options: Unpack[_CreateOptions]) -> RawResponse[Model]:
         """`models.create(...)`, with the response it came from."""
-        return _raw(await self._models.create(**options))
+        return await _raw(self._models.create(**options))
 
     async def get(self, model_id: str, *, timeout: float | None = None) -> RawResponse[Model]:
         """`models.get(...)`, with the response it came from."""
-        return _raw(await self._models.get(model_id, timeout=timeout))
+        return await _raw(self._models.get(model_id, timeout=timeout))
 
     async def list(self, **options: Unpack[_ListOptions]) -> RawResponse[list[Model]]:
         """`models.list(...)`, with the response it came from."""
-        return _raw(await self._models.list(**options))
+        return await _raw(self._models.list(**options))
 
 
-def _raw(value: T) -> RawResponse[T]:
-    response = last_response.get()
+async def _raw(call: Awaitable[T]) -> RawResponse[T]:
+    """Await `call` with a sink for its responses; its value, with the last one read."""
+    sink = ResponseSink()
+    token = response_sink.set(sink)
+    try:
+        value = await call
+    finally:
+        response_sink.reset(token)
+    response = sink.last
     assert response is not None, "a value came back, so a response was read"
     return RawResponse(response.status, response.headers, response.elapsed, value)

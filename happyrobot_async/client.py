@@ -25,9 +25,10 @@ from ._config import (
     organization_id_from,
 )
 from ._create import create_safely
-from ._http import DEFAULT_MAX_RESPONSE_BYTES, Response, Transport
+from ._http import DEFAULT_MAX_RESPONSE_BYTES, Transport
 from ._reconcile import Reconciler
 from ._resource import Models
+from ._response import Response
 from ._retry import RetryBudget, RetryPolicy
 from ._version import __version__
 from ._wire import Request

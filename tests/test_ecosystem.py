@@ -11,7 +11,7 @@ import pytest
 from conftest import FAST, client_for, create_args
 
 import happyrobot_async as hr
-from happyrobot_async import _logging
+from happyrobot_async import RawResponse, _logging
 from happyrobot_async.testing import Fault, Simulator
 from happyrobot_async.testing.pytest_plugin import SimulatorFactory
 
@@ -116,6 +116,22 @@ async def test_raw_response_gives_status_headers_and_the_value(simulator: Simula
     assert raw.elapsed > 0 and "Date" in raw.headers
     assert model_id in {m.id for m in listed.parse()}
     assert created.status == 200 and created.parse().name == "raw"
+
+
+async def test_each_raw_call_answers_its_own_response(simulator: Simulator) -> None:
+    """Raw calls side by side with plain ones each get the response of their own request."""
+    async with client_for(simulator) as client:
+        made = [await client.models.create(**create_args(simulator, "m" * n)) for n in (1, 9, 40)]
+        ids = [model.id for model in made]  # names of other lengths: bodies of other lengths
+        plain = [client.models.get(model_id) for model_id in ids]
+        raw = [client.models.with_raw_response.get(model_id) for model_id in ids]
+        answers = await asyncio.gather(*plain, *raw)
+        alone = [await client.models.with_raw_response.get(model_id) for model_id in ids]
+    lengths = {answer.headers["content-length"] for answer in alone}
+    assert len(lengths) == len(ids)
+    for model_id, together, single in zip(ids, answers[len(ids) :], alone, strict=True):
+        assert isinstance(together, RawResponse) and together.parse().id == model_id
+        assert together.headers["content-length"] == single.headers["content-length"]
 
 
 async def test_reprs_say_what_a_person_needs(simulator_factory: SimulatorFactory) -> None:

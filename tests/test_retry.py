@@ -10,8 +10,8 @@ import pytest
 import happyrobot_async as hr
 from happyrobot_async import _wire
 from happyrobot_async._attempts import Attempts
-from happyrobot_async._http import Response
 from happyrobot_async._ratelimit import AdaptiveRateLimiter
+from happyrobot_async._response import Response
 from happyrobot_async._retry import (
     GIVE_UP,
     CreateFailure,
