@@ -134,6 +134,22 @@ async def test_each_raw_call_answers_its_own_response(simulator: Simulator) -> N
         assert together.headers["content-length"] == single.headers["content-length"]
 
 
+async def test_a_raw_create_settled_by_reconciling_answers_the_finding_get(
+    simulator_factory: SimulatorFactory,
+) -> None:
+    """A create stored but answered 500 is found by a lookup: its raw response is that GET's."""
+    sim = await simulator_factory(
+        faults=[Fault("commit_then_fail", rate=1.0, route="create", then=500)]
+    )
+    async with client_for(sim) as client:
+        raw = await client.models.with_raw_response.create(**create_args(sim, "found-again"))
+        model = raw.parse()
+        again = await client.models.with_raw_response.get(model.id)
+    assert raw.status == 200 and model.name == "found-again"
+    assert sim.stats.count("create") == 1  # found, not sent again
+    assert raw.headers["content-length"] == again.headers["content-length"]
+
+
 async def test_reprs_say_what_a_person_needs(simulator_factory: SimulatorFactory) -> None:
     """Model, BatchReport and Simulator reprs are short and say what they hold."""
     simulator = await simulator_factory(speed=1000.0)
