@@ -233,8 +233,8 @@ def machine() -> dict[str, Any]:
 
 
 def sdk_commit() -> str:
-    """The checkout's commit, marked when it has uncommitted changes."""
-    dirty = _git("status", "--porcelain", "--untracked-files=no")
+    """The checkout's commit, marked when the SDK's package has uncommitted changes."""
+    dirty = _git("status", "--porcelain", "--untracked-files=no", "--", "happyrobot_async")
     return _git("rev-parse", "--short", "HEAD") + (" (with uncommitted changes)" if dirty else "")
 
 
