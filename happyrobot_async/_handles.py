@@ -1,4 +1,4 @@
-"""What a watcher hands out: a `WatchHandle` per model and a `ChangeStream` per subscriber.
+"""What a watcher hands out: a `WatchHandle` per model, a `ChangeStream` per subscriber.
 
 Each one owns its state: the poll loop only reports to it (`observe`, `resolve`,
 `fail`, `publish`), so nothing outside this module writes their attributes.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections import deque
 from collections.abc import Callable, Generator
 from typing import Any
@@ -250,3 +251,26 @@ class ChangeStream:
         for waiter in self._waiters:
             if not waiter.done():
                 waiter.set_result(None)
+
+
+class ChangeStreams:
+    """A watcher's open `ChangeStream`s: each gets every change, and all end together.
+
+    Held weakly: a stream its reader dropped stops costing a publish.
+    """
+
+    __slots__ = ("_streams",)
+
+    def __init__(self) -> None:
+        self._streams: weakref.WeakSet[ChangeStream] = weakref.WeakSet()
+
+    def add(self, stream: ChangeStream) -> None:
+        self._streams.add(stream)
+
+    def publish(self, change: StatusChange) -> None:
+        for stream in self._streams:
+            stream.publish(change)
+
+    def close(self) -> None:
+        for stream in list(self._streams):
+            stream.close()

@@ -47,8 +47,7 @@ class Transport:
         base_url: str,
         headers: Mapping[str, str],
         *,
-        timeout: float,
-        connect_timeout: float,
+        timeout: aiohttp.ClientTimeout,
         max_concurrency: int,
         rate_limit: float | None,
         session: aiohttp.ClientSession | None,
@@ -59,7 +58,7 @@ class Transport:
         self._base_url = str(yarl.URL(base_url)).rstrip("/")  # after `/.` is resolved
         self._headers = dict(headers)
         self._secret = self._headers["authorization"].removeprefix("Bearer ").encode()
-        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout)
+        self._timeout = timeout
         self._max_concurrency = max_concurrency
         self._gate = Gate(max_concurrency)
         self._pacing = Sleeps()

@@ -18,19 +18,19 @@ error about the client itself, e.g. bound to another event loop).
 
 - A closed client (`client.closed`: looked at before each request, after each
   failure, and at least every `CLOSED_CHECK_INTERVAL`) ends polling for good: each
-  handle fails with `WatcherClosedError("the client was closed")`, and `on_closed`
-  is called once.
+  handle fails with `WatcherClosedError("the client was closed")`, and the change
+  streams end.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Literal
 
-from ._handles import WatchHandle
+from ._handles import ChangeStreams, WatchHandle
 from ._listread import sort_listed
 from ._pollqueue import PollQueue
 from ._pollread import WatchableClient, read_get, read_list
@@ -38,7 +38,7 @@ from ._schedule import Poll, Schedule
 from ._seen import Snapshot, Snapshots
 from ._settle import Action, judge_error, judge_status
 from .errors import AuthenticationError, ResponseValidationError, WatcherClosedError
-from .types import Model, StatusChange
+from .types import Model
 
 __all__: list[str] = []
 
@@ -59,16 +59,14 @@ class Poller:
         self,
         client: WatchableClient,
         schedule: Schedule,
-        publish: Callable[[StatusChange], None],
-        on_closed: Callable[[], None],
+        streams: ChangeStreams,
         *,
         request_timeout: float,
         max_retry_after: float,
     ) -> None:
         self._client = client
         self._schedule = schedule
-        self._publish = publish
-        self._on_closed = on_closed
+        self._streams = streams
         self._request_timeout = request_timeout
         self._max_retry_after = max_retry_after
         self._handles: dict[str, WatchHandle] = {}
@@ -170,7 +168,7 @@ class Poller:
             self.fail(handle, WatcherClosedError("the client was closed"))
         if self._waker is not None:
             _set_done(self._waker)
-        self._on_closed()
+        self._streams.close()
         return True
 
     # -- the polls ----------------------------------------------------------------------
@@ -281,7 +279,7 @@ class Poller:
         change = verdict.change
         self._schedule.record(model.id, change is not None, planned)
         if change is not None:
-            self._publish(change)
+            self._streams.publish(change)
         if verdict.error is not None:
             self.fail(handle, verdict.error)
         elif verdict.result is not None:

@@ -31,8 +31,11 @@ if TYPE_CHECKING:
 __all__ = ["run_batch"]
 
 
-class _BatchOptions(TypedDict, total=False):
-    """The keywords of `run_batch` besides `dry_run`: written once for both overloads."""
+class BatchOptions(TypedDict, total=False):
+    """The keywords of `run_batch` besides `dry_run`: written once for both overloads.
+
+    The CLI passes them through with `Unpack` too, so a new keyword is typed end to end.
+    """
 
     concurrency: int
     journal: str | os.PathLike[str] | Journal | None
@@ -53,7 +56,7 @@ async def run_batch(
     jobs: Sequence[TrainingJob | Mapping[str, Any]],
     *,
     dry_run: Literal[False] = ...,
-    **options: Unpack[_BatchOptions],
+    **options: Unpack[BatchOptions],
 ) -> BatchReport: ...
 
 
@@ -63,7 +66,7 @@ async def run_batch(
     jobs: Sequence[TrainingJob | Mapping[str, Any]],
     *,
     dry_run: Literal[True],
-    **options: Unpack[_BatchOptions],
+    **options: Unpack[BatchOptions],
 ) -> BatchPlan: ...
 
 

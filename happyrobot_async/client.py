@@ -94,8 +94,7 @@ class HappyRobotClient:
         self._transport = Transport(
             self.base_url,
             headers,
-            timeout=timeout,
-            connect_timeout=connect_timeout,
+            timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout),
             max_concurrency=max_concurrency,
             rate_limit=rate_limit,
             session=session,

@@ -28,12 +28,11 @@ import enum
 import inspect
 import logging
 import random
-import weakref
 from collections.abc import Callable
 from types import TracebackType
 from typing import TypedDict
 
-from ._handles import ChangeStream, WatchHandle
+from ._handles import ChangeStream, ChangeStreams, WatchHandle
 from ._poller import Poller
 from ._pollread import WatchableClient
 from ._schedule import Schedule
@@ -106,17 +105,16 @@ class TrainingWatcher:
         schedule = Schedule(
             poll_interval, max_poll_interval, backoff_factor, jitter, rng or random.Random()
         )
+        self._streams = ChangeStreams()
         self._poller = Poller(
             client,
             schedule,
-            self._publish,
-            self._client_closed,
+            self._streams,
             request_timeout=request_timeout,
             max_retry_after=max_retry_after,
         )
         self._queue_size = queue_size
         self._on_change = on_change
-        self._streams: weakref.WeakSet[ChangeStream] = weakref.WeakSet()
         self._state = WatcherState.NEW
         self._callbacks: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -157,8 +155,7 @@ class TrainingWatcher:
         polls = self._poller.halt()
         for handle in list(self._poller.handles.values()):
             self._poller.fail(handle, WatcherClosedError(f"watcher closed before {handle!r}"))
-        for stream in list(self._streams):
-            stream.close()
+        self._streams.close()
         callbacks = self._callbacks
         if callbacks is asyncio.current_task():
             callbacks = None  # on_change closing its own watcher: it ends once it returns
@@ -258,14 +255,6 @@ class TrainingWatcher:
             )
 
     # -- reported by the poll loop and the deadlines -------------------------------------
-
-    def _publish(self, change: StatusChange) -> None:
-        for stream in self._streams:
-            stream.publish(change)
-
-    def _client_closed(self) -> None:
-        for stream in list(self._streams):
-            stream.close()
 
     def _expire(self, handle: WatchHandle) -> None:
         assert handle.timeout is not None

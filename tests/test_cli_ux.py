@@ -285,6 +285,23 @@ def test_wait_help_documents_the_exit_codes(capsys: pytest.CaptureFixture[str]) 
     assert "active" in codes["0"] and "failed" in codes["1"] and "--timeout" in codes["3"]
 
 
+def test_every_command_has_a_summary_line_and_a_description(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Each command's docstring is its help: one line in `--help`'s list, more under its own."""
+    code, out, _ = exits(capsys, ["--help"])
+    assert code == 0
+    listed = dict(re.findall(r"^    (\w+)\s{2,}(\S.*)$", out, re.M))
+    commands = ["create", "get", "list", "wait", "batch", "status", "report", "demo", "simulate"]
+    assert sorted(listed) == sorted(commands)
+    assert listed["batch"] == "Create and train every job of a jobs file."
+    for name in commands:
+        code, own, _ = exits(capsys, [name, "--help"])
+        description = own.split("\n\n")[1]
+        assert code == 0 and description.strip(), name
+    assert "JOBS is a JSONL file" in exits(capsys, ["batch", "--help"])[1]
+
+
 # -- names with their job or use case, ids whole ---------------------------------------------
 
 

@@ -79,9 +79,9 @@ async def test_refusals_are_bounded_by_time_not_retries(
     async with client_for(sim, retry_policy=policy, rate_limit=10_000) as client:
         with pytest.raises(hr.RateLimitError):
             await client.models.list()
-    assert sim.stats.count("list") > 5  # far more than max_retries + 1
-    first, last = sim.stats.log[0].time, sim.stats.log[-1].time
-    assert last - first <= 0.3
+    # far more than max_retries + 1, yet no more than 0.3 s of waits of at least 0.02 s
+    # allow (counted, not timed: a loaded machine may run each wait late, never early)
+    assert 5 < sim.stats.count("list") <= 1 + 0.3 / 0.02
 
 
 async def test_max_retries_zero_sends_once(simulator_factory: SimulatorFactory) -> None:

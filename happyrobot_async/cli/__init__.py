@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, suppress
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from .. import BatchProgress
@@ -183,11 +183,10 @@ def _values_of_unknown_options(words: list[str], known: set[str]) -> list[str]:
 
 
 def _is_number(word: str) -> bool:
-    try:
+    with suppress(ValueError):
         float(word)
-    except ValueError:
-        return False
-    return True
+        return True
+    return False
 
 
 def _build_parser() -> argparse.ArgumentParser:

@@ -14,16 +14,15 @@ import sys
 import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
-from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import attrs
 
 from .. import BatchProgress, BatchReport, BatchResult, run_batch
 from .._outcomes import BatchPlan
+from ..batch import BatchOptions
 from ..client import HappyRobotClient
 from ..errors import PreflightError
-from ..journal import Journal
 from ..types import TrainingJob
 from ._common import EXIT_OK, UsageError, make_client
 from ._results import ResultsFile
@@ -76,23 +75,17 @@ async def execute_batch(
     client: HappyRobotClient,
     jobs: list[TrainingJob],
     *,
-    journal: Path | Journal | None,
-    concurrency: int,
-    poll_interval: float,
-    max_poll_interval: float | None,
     fail_fast: bool,
     live: bool,
     title: str,
-    progress: BatchProgress | None = None,
     results: ResultsFile | None = None,
-    retry_failed: bool = False,
-    retry_errors: bool = False,
-    deadline: float | None = None,
+    **options: Unpack[BatchOptions],
 ) -> BatchOutcome:
-    """Run the batch under a live view or plain lines; cancellation reaches run_batch."""
-    progress = progress if progress is not None else BatchProgress()
-    if max_poll_interval is None:
-        max_poll_interval = max(poll_interval, min(30.0, 15 * poll_interval))
+    """Run the batch under a live view or plain lines; cancellation reaches run_batch.
+
+    `options` go to `run_batch`, but for `on_change` and `on_result`, which are the view's.
+    """
+    progress = options.pop("progress", None) or BatchProgress()
     lines = None if live else PlainLines(progress)
     stops = _Stops(fail_fast)
 
@@ -103,21 +96,17 @@ async def execute_batch(
             stops.stop(None)
         stops.on_result(result)
 
+    options |= BatchOptions(
+        progress=progress,
+        on_change=lines.on_change if lines is not None else None,
+        on_result=on_result,
+    )
     started = time.monotonic()
     task = asyncio.create_task(
         run_batch(
             client,
             jobs,
-            concurrency=concurrency,
-            journal=journal,
-            on_change=lines.on_change if lines is not None else None,
-            on_result=on_result,
-            progress=progress,
-            poll_interval=poll_interval,
-            max_poll_interval=max_poll_interval,
-            retry_failed=retry_failed,
-            retry_errors=retry_errors,
-            deadline=deadline,
+            **options,
         )
     )
     view: AbstractContextManager[None] = live_view(progress, title) if live else nullcontext()

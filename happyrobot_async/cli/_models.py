@@ -41,14 +41,7 @@ _STATUSES = [status.value for status in ModelStatus if status is not ModelStatus
 
 def add_create(subparsers: Subparsers) -> None:
     """`create`: clone a model and start training it."""
-    parser = add_command(
-        subparsers,
-        "create",
-        _create,
-        api=True,
-        help="clone a model and start training it",
-        description="Clone --from-model-id and train it on the given samples; print the model.",
-    )
+    parser = add_command(subparsers, "create", _create, api=True)
     parser.add_argument("--use-case-id", required=True)
     parser.add_argument("--name", required=True)
     parser.add_argument("--from-model-id", required=True, metavar="MODEL_ID")
@@ -69,23 +62,14 @@ def add_create(subparsers: Subparsers) -> None:
 
 def add_get(subparsers: Subparsers) -> None:
     """`get`: one model."""
-    parser = add_command(
-        subparsers, "get", _get, api=True, help="show one model", description="Show one model."
-    )
+    parser = add_command(subparsers, "get", _get, api=True)
     parser.add_argument("model_id", metavar="MODEL_ID")
     _add_json(parser)
 
 
 def add_list(subparsers: Subparsers) -> None:
     """`list`: models matching filters."""
-    parser = add_command(
-        subparsers,
-        "list",
-        _list,
-        api=True,
-        help="list models",
-        description="List the models the key can see, optionally filtered.",
-    )
+    parser = add_command(subparsers, "list", _list, api=True)
     parser.add_argument("--use-case-id")
     parser.add_argument("--status", choices=_STATUSES)
     trainable = parser.add_mutually_exclusive_group()
@@ -105,18 +89,9 @@ exit codes:
 
 def add_wait(subparsers: Subparsers) -> None:
     """`wait`: poll one model until it is active or failed."""
+    raw = argparse.RawDescriptionHelpFormatter
     parser = add_command(
-        subparsers,
-        "wait",
-        _wait,
-        api=True,
-        help="wait for a model to finish training",
-        description=(
-            "Poll a model until it is active or failed, printing each status change on "
-            "stderr; then print the model on stdout."
-        ),
-        epilog=_WAIT_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        subparsers, "wait", _wait, api=True, epilog=_WAIT_EPILOG, formatter_class=raw
     )
     parser.add_argument("model_id", metavar="MODEL_ID")
     parser.add_argument(
@@ -131,6 +106,11 @@ def _add_json(parser: argparse.ArgumentParser) -> None:
 
 
 def _create(args: argparse.Namespace) -> int:
+    """Clone a model and start training it.
+
+    Clone --from-model-id and train it on the given samples; print the model.
+    """
+
     async def call(client: HappyRobotClient) -> Model:
         return await client.models.create(
             use_case_id=args.use_case_id,
@@ -146,11 +126,17 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _get(args: argparse.Namespace) -> int:
+    """Show one model."""
     _show_model(_call(args, lambda client: client.models.get(args.model_id)), args.json)
     return EXIT_OK
 
 
 def _list(args: argparse.Namespace) -> int:
+    """List models.
+
+    List the models the key can see, optionally filtered.
+    """
+
     async def call(client: HappyRobotClient) -> list[Model]:
         return await client.models.list(
             use_case_id=args.use_case_id, status=args.status, trainable=args.trainable
@@ -178,6 +164,12 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _wait(args: argparse.Namespace) -> int:
+    """Wait for a model to finish training.
+
+    Poll a model until it is active or failed, printing each status change on
+    stderr; then print the model on stdout.
+    """
+
     def show(change: StatusChange) -> None:
         note(change_line(change, change.model.use_case_id or "-"))
 

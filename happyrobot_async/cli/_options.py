@@ -9,6 +9,7 @@ what is not a number in range.
 from __future__ import annotations
 
 import argparse
+import inspect
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -28,19 +29,21 @@ def add_command(
     name: str,
     command: Callable[[argparse.Namespace], int],
     *,
-    help: str,
-    description: str,
     api: bool = False,
     **kwargs: Any,
 ) -> argparse.ArgumentParser:
     """Add the subcommand `name`, run by `command`; return its parser.
 
-    `api`: it calls the API, so it takes the connection, key, rate and log options.
-    `kwargs` (`epilog`, `formatter_class`) go to `add_parser`.
+    As with click, the command's docstring is its help: the first paragraph is its line
+    in the list of commands, the rest (else that paragraph) the description `--help`
+    shows. `api`: it calls the API, so it takes the connection, key, rate and log
+    options. `kwargs` (`epilog`, `formatter_class`) go to `add_parser`.
     """
+    summary, _, details = inspect.cleandoc(command.__doc__ or "").partition("\n\n")
+    summary = " ".join(summary.split())
     parents = [_api_parent()] if api else []
     parser = subparsers.add_parser(
-        name, parents=parents, help=help, description=description, **kwargs
+        name, parents=parents, help=summary, description=details or summary, **kwargs
     )
     parser.set_defaults(command=command)
     return parser
