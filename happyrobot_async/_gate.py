@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from contextlib import suppress
 
 __all__: list[str] = []
 
@@ -28,6 +29,11 @@ class Gate:
         """Places free now."""
         return self._free
 
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for a place now."""
+        return len(self._waiters)
+
     def take(self) -> bool:
         """Take a free place at once if there is one (and nobody waits for it)."""
         if self._free > 0:
@@ -42,9 +48,13 @@ class Gate:
         try:
             await waiter
         except asyncio.CancelledError:
-            # A cancelled waiter stays queued, and `give` passes it by; one that was
+            # A cancelled waiter leaves the queue at once (as in asyncio.Semaphore), so
+            # timeouts piling up behind hung requests hold no memory; one that was
             # handed a place just as it was cancelled passes the place on.
-            if not waiter.cancelled():
+            if waiter.cancelled():
+                with suppress(ValueError):  # unless `give` passed it by already
+                    self._waiters.remove(waiter)
+            else:
                 self.give()
             raise
 

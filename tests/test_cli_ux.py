@@ -7,6 +7,7 @@ import asyncio
 import io
 import json
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -300,6 +301,26 @@ def test_every_command_has_a_summary_line_and_a_description(
         description = own.split("\n\n")[1]
         assert code == 0 and description.strip(), name
     assert "JOBS is a JSONL file" in exits(capsys, ["batch", "--help"])[1]
+
+
+async def test_output_its_reader_stops_reading_ends_quietly(
+    simulator_factory: SimulatorFactory,
+) -> None:
+    """`list | head -1`: the command stops at the closed pipe with 141 and no traceback."""
+    sim = await simulator_factory(use_cases=1500)  # a table far larger than a pipe holds
+    read_end, write_end = os.pipe()
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "happyrobot_async", "list", "--base-url", sim.base_url),
+        env={**os.environ, "HAPPYROBOT_API_KEY": sim.api_key},
+        stdout=write_end,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as reader:
+        first = await asyncio.to_thread(reader.readline)
+    _, err = await process.communicate()
+    assert first.split()[:2] == [b"ID", b"STATUS"]
+    assert (process.returncode, err.decode()) == (141, "")
 
 
 # -- names with their job or use case, ids whole ---------------------------------------------

@@ -72,3 +72,31 @@ async def test_a_place_handed_to_a_waiter_cancelled_before_it_ran_is_passed_on()
     assert entered == ["second"]
     gate.give()
     assert gate.free == 1
+
+
+async def test_cancelled_waiters_leave_the_queue_at_once() -> None:
+    """Waits cancelled behind a full gate (request timeouts) hold no place in the queue."""
+    gate = Gate(1)
+    assert gate.take()
+    tasks = [asyncio.create_task(gate.wait()) for _ in range(100)]
+    await asyncio.sleep(0)
+    assert gate.waiting == 100
+    for task in tasks[1:]:
+        task.cancel()
+    await asyncio.gather(*tasks[1:], return_exceptions=True)
+    assert gate.waiting == 1
+    gate.give()
+    await tasks[0]
+    assert (gate.waiting, gate.free) == (0, 0)
+
+
+async def test_a_waiter_passed_by_before_its_cancellation_ran_ends_cancelled() -> None:
+    """Cancelled, then passed by by a `give` before it resumes: it ends cancelled, no error."""
+    gate, entered = Gate(1), list[str]()
+    first, second = await two_waiters(gate, entered)
+    first.cancel()
+    gate.give()  # passes the cancelled "first" by, hands the place to "second"
+    (outcome,) = await asyncio.gather(first, return_exceptions=True)
+    assert isinstance(outcome, asyncio.CancelledError)
+    await second
+    assert (entered, gate.waiting, gate.free) == (["second"], 0, 0)

@@ -17,6 +17,7 @@ usage error, 3 `wait --timeout` passed, 130 Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, suppress
@@ -27,6 +28,7 @@ from .._version import __version__
 from ..errors import HappyRobotError, InvalidRequestError, JournalError
 from ._batch import add_batch
 from ._common import (
+    EXIT_BROKEN_PIPE,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
@@ -103,8 +105,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         error("interrupted")
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _drop_stdout()
+        return EXIT_BROKEN_PIPE
     finally:
         forget_secrets()
+
+
+def _drop_stdout() -> None:
+    """Stdout's reader left (`list | head`): send what is still buffered nowhere.
+
+    Else Python's flush at exit fails again and prints a traceback (see "Note on
+    SIGPIPE" in the `signal` module's documentation).
+    """
+    with suppress(OSError, ValueError):  # a stdout with no file descriptor (captured)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 #: Shorter values of unknown options are shown: no key is that short, and hiding them
