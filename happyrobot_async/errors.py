@@ -70,10 +70,9 @@ class ReportLike(Protocol):
     def __len__(self) -> int: ...
 
 
-def _restore(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+def _restore(cls: type[BaseException], args: tuple[Any, ...]) -> Any:
     error = cls.__new__(cls)
     error.args = args
-    error.__dict__.update(state)
     return error
 
 
@@ -81,7 +80,9 @@ class HappyRobotError(Exception):
     """Base of every error this SDK raises."""
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_restore, (type(self), self.args, self.__dict__))
+        # The attributes are the state pickle sets after making the error, so one that
+        # leads back to the error itself (a cycle) finds it made, never half-built.
+        return (_restore, (type(self), self.args), self.__dict__)
 
 
 class InvalidRequestError(HappyRobotError, ValueError):

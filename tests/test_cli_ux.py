@@ -289,7 +289,7 @@ def test_wait_help_documents_the_exit_codes(capsys: pytest.CaptureFixture[str]) 
 def test_every_command_has_a_summary_line_and_a_description(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """Each command's docstring is its help: one line in `--help`'s list, more under its own."""
+    """Each command has a line in `--help`'s list, and a description under its own `--help`."""
     code, out, _ = exits(capsys, ["--help"])
     assert code == 0
     listed = dict(re.findall(r"^    (\w+)\s{2,}(\S.*)$", out, re.M))

@@ -42,10 +42,40 @@ _positive_int = number_type(int, lambda value: value >= 1, "must be at least 1")
 _positive_float = number_type(float, lambda value: value > 0, "must be positive")
 
 
+_BATCH_HELP = """\
+Create and train every job of a jobs file.
+
+Create and train every job of JOBS, follow each model to active or failed, and
+report. JOBS is a JSONL file (one job object per line; blank lines ignored) or a
+JSON array of job objects. Job fields: use_case_id, name, from_model_id,
+train_sample_ids (list), test_sample_ids (list), explain_tools (optional, default
+true), key (optional, your own id for the job). (use_case_id, name) must be unique.
+See examples/jobs.jsonl.
+
+The journal makes the batch crash-proof: kill it at any moment (Ctrl-C, a crash,
+a reboot) and rerun the same command; it skips finished jobs, re-watches created
+models and never creates a model twice. Jobs are matched to it by key (else use
+case and name): add, remove or reorder jobs between runs freely; a job changed
+after it was sent is refused by name. One runner at a time per journal.
+
+Before any create, a preflight checks the key, the base URL, each use case and
+each from_model_id, and reports every problem at once (exit 2).
+
+Only proof closes a job: a terminal model, or a create refused with 400/404/422
+(when no earlier attempt of it was ambiguous). A 401, 403, redirect, network
+trouble or an unsettled create leaves it open: the next run takes it up again.
+
+Exit status: 0 when every job ended active, 1 when any did not (or --fail-fast
+stopped the batch), 2 on usage errors (bad jobs file, no key, preflight
+problems, a journal in use or unusable, an unwritable journal or --out), 130 on
+Ctrl-C.
+"""
+
+
 def add_batch(subparsers: Subparsers) -> None:
     """`batch JOBS`: the main job."""
     raw = argparse.RawDescriptionHelpFormatter
-    parser = add_command(subparsers, "batch", _batch, api=True, formatter_class=raw)
+    parser = add_command(subparsers, "batch", _batch, _BATCH_HELP, api=True, formatter_class=raw)
     parser.add_argument("jobs", type=Path, metavar="JOBS", help="JSONL or JSON-array jobs file")
     parser.add_argument(
         "--journal",
@@ -120,33 +150,6 @@ def add_batch(subparsers: Subparsers) -> None:
 
 
 def _batch(args: argparse.Namespace) -> int:
-    """Create and train every job of a jobs file.
-
-    Create and train every job of JOBS, follow each model to active or failed, and
-    report. JOBS is a JSONL file (one job object per line; blank lines ignored) or a
-    JSON array of job objects. Job fields: use_case_id, name, from_model_id,
-    train_sample_ids (list), test_sample_ids (list), explain_tools (optional, default
-    true), key (optional, your own id for the job). (use_case_id, name) must be unique.
-    See examples/jobs.jsonl.
-
-    The journal makes the batch crash-proof: kill it at any moment (Ctrl-C, a crash,
-    a reboot) and rerun the same command; it skips finished jobs, re-watches created
-    models and never creates a model twice. Jobs are matched to it by key (else use
-    case and name): add, remove or reorder jobs between runs freely; a job changed
-    after it was sent is refused by name. One runner at a time per journal.
-
-    Before any create, a preflight checks the key, the base URL, each use case and
-    each from_model_id, and reports every problem at once (exit 2).
-
-    Only proof closes a job: a terminal model, or a create refused with 400/404/422
-    (when no earlier attempt of it was ambiguous). A 401, 403, redirect, network
-    trouble or an unsettled create leaves it open: the next run takes it up again.
-
-    Exit status: 0 when every job ended active, 1 when any did not (or --fail-fast
-    stopped the batch), 2 on usage errors (bad jobs file, no key, preflight
-    problems, a journal in use or unusable, an unwritable journal or --out), 130 on
-    Ctrl-C.
-    """
     jobs = load_jobs(args.jobs)
     read_api_key(args)  # a missing key is a usage error, before anything starts
     results = ResultsFile(args.out) if args.out is not None else None

@@ -44,9 +44,18 @@ _REAL_RUN = (
 )
 
 
+_DEMO_HELP = """\
+Run a sample batch against the embedded simulator (no API key needed).
+
+Start the API simulator in this process, train 20 sample models over its 3 use cases
+with the live view (about 15 s; some fail on purpose), then print the summary, write
+the batch's HTML report and show how to run the same against the real API.
+"""
+
+
 def add_demo(subparsers: Subparsers) -> None:
     """`demo`: no key, no network, about 15 seconds."""
-    parser = add_command(subparsers, "demo", _demo)
+    parser = add_command(subparsers, "demo", _demo, _DEMO_HELP)
     parser.add_argument("--jobs", type=int, default=20, help="how many sample jobs (default 20)")
     parser.add_argument("--seed", type=int, default=6, help="the simulator's seed")
     parser.add_argument(
@@ -92,12 +101,6 @@ def demo_jobs(sim: Simulator, count: int, seed: int) -> list[TrainingJob]:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    """Run a sample batch against the embedded simulator (no API key needed).
-
-    Start the API simulator in this process, train 20 sample models over its 3 use cases
-    with the live view (about 15 s; some fail on purpose), then print the summary, write
-    the batch's HTML report and show how to run the same against the real API.
-    """
     live = wants_live_view(args.view)
     asyncio.run(_run(args, live))
     return EXIT_OK

@@ -39,9 +39,16 @@ T = TypeVar("T")
 _STATUSES = [status.value for status in ModelStatus if status is not ModelStatus.UNKNOWN]
 
 
+_CREATE_HELP = """\
+Clone a model and start training it.
+
+Clone --from-model-id and train it on the given samples; print the model.
+"""
+
+
 def add_create(subparsers: Subparsers) -> None:
     """`create`: clone a model and start training it."""
-    parser = add_command(subparsers, "create", _create, api=True)
+    parser = add_command(subparsers, "create", _create, _CREATE_HELP, api=True)
     parser.add_argument("--use-case-id", required=True)
     parser.add_argument("--name", required=True)
     parser.add_argument("--from-model-id", required=True, metavar="MODEL_ID")
@@ -60,16 +67,26 @@ def add_create(subparsers: Subparsers) -> None:
     _add_json(parser)
 
 
+_GET_HELP = "Show one model."
+
+
 def add_get(subparsers: Subparsers) -> None:
     """`get`: one model."""
-    parser = add_command(subparsers, "get", _get, api=True)
+    parser = add_command(subparsers, "get", _get, _GET_HELP, api=True)
     parser.add_argument("model_id", metavar="MODEL_ID")
     _add_json(parser)
 
 
+_LIST_HELP = """\
+List models.
+
+List the models the key can see, optionally filtered.
+"""
+
+
 def add_list(subparsers: Subparsers) -> None:
     """`list`: models matching filters."""
-    parser = add_command(subparsers, "list", _list, api=True)
+    parser = add_command(subparsers, "list", _list, _LIST_HELP, api=True)
     parser.add_argument("--use-case-id")
     parser.add_argument("--status", choices=_STATUSES)
     trainable = parser.add_mutually_exclusive_group()
@@ -87,11 +104,19 @@ exit codes:
   130  interrupted (Ctrl-C)"""
 
 
+_WAIT_HELP = """\
+Wait for a model to finish training.
+
+Poll a model until it is active or failed, printing each status change on
+stderr; then print the model on stdout.
+"""
+
+
 def add_wait(subparsers: Subparsers) -> None:
     """`wait`: poll one model until it is active or failed."""
     raw = argparse.RawDescriptionHelpFormatter
     parser = add_command(
-        subparsers, "wait", _wait, api=True, epilog=_WAIT_EPILOG, formatter_class=raw
+        subparsers, "wait", _wait, _WAIT_HELP, api=True, epilog=_WAIT_EPILOG, formatter_class=raw
     )
     parser.add_argument("model_id", metavar="MODEL_ID")
     parser.add_argument(
@@ -106,11 +131,6 @@ def _add_json(parser: argparse.ArgumentParser) -> None:
 
 
 def _create(args: argparse.Namespace) -> int:
-    """Clone a model and start training it.
-
-    Clone --from-model-id and train it on the given samples; print the model.
-    """
-
     async def call(client: HappyRobotClient) -> Model:
         return await client.models.create(
             use_case_id=args.use_case_id,
@@ -126,17 +146,11 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _get(args: argparse.Namespace) -> int:
-    """Show one model."""
     _show_model(_call(args, lambda client: client.models.get(args.model_id)), args.json)
     return EXIT_OK
 
 
 def _list(args: argparse.Namespace) -> int:
-    """List models.
-
-    List the models the key can see, optionally filtered.
-    """
-
     async def call(client: HappyRobotClient) -> list[Model]:
         return await client.models.list(
             use_case_id=args.use_case_id, status=args.status, trainable=args.trainable
@@ -164,12 +178,6 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _wait(args: argparse.Namespace) -> int:
-    """Wait for a model to finish training.
-
-    Poll a model until it is active or failed, printing each status change on
-    stderr; then print the model on stdout.
-    """
-
     def show(change: StatusChange) -> None:
         note(change_line(change, change.model.use_case_id or "-"))
 

@@ -28,18 +28,20 @@ def add_command(
     subparsers: Subparsers,
     name: str,
     command: Callable[[argparse.Namespace], int],
+    text: str,
     *,
     api: bool = False,
     **kwargs: Any,
 ) -> argparse.ArgumentParser:
     """Add the subcommand `name`, run by `command`; return its parser.
 
-    As with click, the command's docstring is its help: the first paragraph is its line
-    in the list of commands, the rest (else that paragraph) the description `--help`
-    shows. `api`: it calls the API, so it takes the connection, key, rate and log
-    options. `kwargs` (`epilog`, `formatter_class`) go to `add_parser`.
+    `text` is its help, written like a docstring (but a string of its own, which
+    `python -OO` keeps): the first paragraph is its line in the list of commands, the
+    rest (else that paragraph) the description `--help` shows. `api`: it calls the
+    API, so it takes the connection, key, rate and log options. `kwargs` (`epilog`,
+    `formatter_class`) go to `add_parser`.
     """
-    summary, _, details = inspect.cleandoc(command.__doc__ or "").partition("\n\n")
+    summary, _, details = inspect.cleandoc(text).partition("\n\n")
     summary = " ".join(summary.split())
     parents = [_api_parent()] if api else []
     parser = subparsers.add_parser(

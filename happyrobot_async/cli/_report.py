@@ -38,9 +38,19 @@ _TITLE = "happyrobot-async batch report"
 _MISSING = "the report needs plotly: pip install 'happyrobot-async[report]'"
 
 
+_REPORT_HELP = """\
+Write a batch's journal as one HTML page: timeline, durations, failures.
+
+Write one self-contained HTML file (it opens offline) showing a batch from its
+journal: a timeline with a bar per job, histograms of how long jobs waited, were
+pending and trained, and the summary and failures tables. Read-only: safe while the
+batch runs. Needs the [report] extra (plotly).
+"""
+
+
 def add_report(subparsers: Subparsers) -> None:
     """`report JOURNAL [-o PATH] [--jobs JOBS]`."""
-    parser = add_command(subparsers, "report", _report)
+    parser = add_command(subparsers, "report", _report, _REPORT_HELP)
     parser.add_argument("journal", type=Path, metavar="JOURNAL", help="the batch's journal")
     parser.add_argument(
         "-o",
@@ -53,13 +63,6 @@ def add_report(subparsers: Subparsers) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    """Write a batch's journal as one HTML page: timeline, durations, failures.
-
-    Write one self-contained HTML file (it opens offline) showing a batch from its
-    journal: a timeline with a bar per job, histograms of how long jobs waited, were
-    pending and trained, and the summary and failures tables. Read-only: safe while the
-    batch runs. Needs the [report] extra (plotly).
-    """
     journal: Path = args.journal
     out: Path = args.out or journal.with_name(f"{journal.stem}-report.html")
     path = write_report(summary_for(journal, args.jobs), out)

@@ -37,10 +37,26 @@ _ALL_INTERFACES = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 _finite_float = number_type(float, math.isfinite, "must be a finite number")
 
 
+_SIMULATE_HELP = """\
+Run the API simulator until interrupted.
+
+Run the API simulator. Prints `key: value` lines (base_url, api_key, then
+forbidden_api_key with --forbidden-key, organization_id, use_case_ids,
+base_model_ids, stats_url), then serves until SIGINT or SIGTERM. With --host
+0.0.0.0 (or ::) it listens on all interfaces and base_url names this machine's
+loopback address (127.0.0.1, or [::1]), which the client accepts.
+"""
+
+
 def add_simulate(subparsers: Subparsers) -> None:
     """`simulate`: print how to reach the simulator, then serve until SIGINT or SIGTERM."""
     parser = add_command(
-        subparsers, "simulate", _simulate, epilog=FAULT_HELP, formatter_class=FaultHelpFormatter
+        subparsers,
+        "simulate",
+        _simulate,
+        _SIMULATE_HELP,
+        epilog=FAULT_HELP,
+        formatter_class=FaultHelpFormatter,
     )
     parser.add_argument(
         "--host",
@@ -93,14 +109,6 @@ def add_simulate(subparsers: Subparsers) -> None:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    """Run the API simulator until interrupted.
-
-    Run the API simulator. Prints `key: value` lines (base_url, api_key, then
-    forbidden_api_key with --forbidden-key, organization_id, use_case_ids,
-    base_model_ids, stats_url), then serves until SIGINT or SIGTERM. With --host
-    0.0.0.0 (or ::) it listens on all interfaces and base_url names this machine's
-    loopback address (127.0.0.1, or [::1]), which the client accepts.
-    """
     from ..testing import Simulator
 
     simulator = Simulator(

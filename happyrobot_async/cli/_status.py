@@ -27,9 +27,18 @@ _PHASE_NAMES = {
 }
 
 
+_STATUS_HELP = """\
+Summarize a batch's journal: counts, running jobs, durations.
+
+Summarize a batch from its journal: jobs per status, the jobs still running and for
+how long, and how long the phases took so far. Read-only and lock-free: safe to run
+while the batch runs (a line being written is skipped).
+"""
+
+
 def add_status(subparsers: Subparsers) -> None:
     """`status --journal PATH [--jobs JOBS] [--json]`."""
-    parser = add_command(subparsers, "status", _status)
+    parser = add_command(subparsers, "status", _status, _STATUS_HELP)
     parser.add_argument(
         "--journal", type=Path, required=True, metavar="PATH", help="the batch's journal"
     )
@@ -56,12 +65,6 @@ def summary_for(journal: Path, jobs: Path | None, now: datetime | None = None) -
 
 
 def _status(args: argparse.Namespace) -> int:
-    """Summarize a batch's journal: counts, running jobs, durations.
-
-    Summarize a batch from its journal: jobs per status, the jobs still running and for
-    how long, and how long the phases took so far. Read-only and lock-free: safe to run
-    while the batch runs (a line being written is skipped).
-    """
     summary = summary_for(args.journal, args.jobs, datetime.now(UTC))
     if args.json:
         print_json(summary.to_json())
