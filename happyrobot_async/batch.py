@@ -24,6 +24,7 @@ from ._preflight import preflight
 from .errors import BatchFailedError, InvalidRequestError, JournalError
 from .journal import Journal
 from .types import TrainingJob
+from .watcher import check_poll_intervals
 
 if TYPE_CHECKING:
     from .client import HappyRobotClient
@@ -107,6 +108,7 @@ async def run_batch(
         raise InvalidRequestError("concurrency", "must be at least 1")
     if deadline is not None and not deadline > 0:
         raise InvalidRequestError("deadline", "must be > 0 seconds")
+    check_poll_intervals(poll_interval, max_poll_interval)
     book, owned = await _open(journal, checked, readonly=dry_run)
     try:
         plan, kinds = _plan(book, checked, retry_failed=retry_failed, retry_errors=retry_errors)

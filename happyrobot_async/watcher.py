@@ -27,6 +27,7 @@ import asyncio
 import enum
 import inspect
 import logging
+import math
 import random
 from collections.abc import Callable
 from types import TracebackType
@@ -45,6 +46,17 @@ log = logging.getLogger("happyrobot_async")
 
 OnChange = Callable[[StatusChange], object]
 """A callback for each change; it may return an awaitable, which is awaited."""
+
+
+def check_poll_intervals(poll_interval: float, max_poll_interval: float) -> None:
+    """Refuse intervals no schedule can keep (`InvalidRequestError` naming the field).
+
+    An infinite interval would plan a model's next poll never: refused, not a hang.
+    """
+    if not 0 < poll_interval < math.inf:
+        raise InvalidRequestError("poll_interval", "must be a finite number > 0 (seconds)")
+    if not poll_interval <= max_poll_interval < math.inf:
+        raise InvalidRequestError("max_poll_interval", "must be finite and >= poll_interval")
 
 
 class WatcherState(enum.Enum):
@@ -91,9 +103,8 @@ class TrainingWatcher:
         request_timeout: float = 10.0,
         max_retry_after: float = 120.0,
     ) -> None:
+        check_poll_intervals(poll_interval, max_poll_interval)
         for field, ok, rule in (
-            ("poll_interval", poll_interval > 0, "must be > 0"),
-            ("max_poll_interval", max_poll_interval >= poll_interval, "must be >= poll_interval"),
             ("backoff_factor", backoff_factor >= 1, "must be >= 1"),
             ("jitter", 0 <= jitter < 1, "must be within [0, 1)"),
             ("queue_size", queue_size >= 1, "must be at least 1"),

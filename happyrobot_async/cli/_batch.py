@@ -29,7 +29,7 @@ from ._common import (
 )
 from ._execute import BatchOutcome, dry_run_batch, execute_batch, some, wants_live_view
 from ._jobs import load_jobs
-from ._options import add_command, number_type
+from ._options import add_command, finite_positive, number_type, positive_int
 from ._results import ResultsFile
 from ._view import print_summary
 
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 __all__: list[str] = []
 
-_positive_int = number_type(int, lambda value: value >= 1, "must be at least 1")
+#: `--deadline`'s type: infinity is allowed, and means none.
 _positive_float = number_type(float, lambda value: value > 0, "must be positive")
 
 
@@ -84,7 +84,7 @@ def add_batch(subparsers: Subparsers) -> None:
         metavar="PATH",
         help="the batch's journal (created if missing; rerun with it to resume)",
     )
-    parser.add_argument("--concurrency", type=_positive_int, default=16, metavar="N")
+    parser.add_argument("--concurrency", type=positive_int, default=16, metavar="N")
     parser.add_argument(
         "--out",
         type=Path,
@@ -128,14 +128,14 @@ def add_batch(subparsers: Subparsers) -> None:
     )
     parser.add_argument(
         "--poll-interval",
-        type=_positive_float,
+        type=finite_positive,
         default=2.0,
         metavar="S",
         help="first poll interval of each model (default 2)",
     )
     parser.add_argument(
         "--max-poll-interval",
-        type=_positive_float,
+        type=finite_positive,
         default=None,
         metavar="S",
         help="polls slow down to this while a status is unchanged (default: 15 x "
@@ -150,6 +150,8 @@ def add_batch(subparsers: Subparsers) -> None:
 
 
 def _batch(args: argparse.Namespace) -> int:
+    if args.max_poll_interval is not None and args.max_poll_interval < args.poll_interval:
+        raise UsageError("--max-poll-interval must be at least --poll-interval")
     jobs = load_jobs(args.jobs)
     read_api_key(args)  # a missing key is a usage error, before anything starts
     results = ResultsFile(args.out) if args.out is not None else None

@@ -18,7 +18,7 @@ from ..client import HappyRobotClient
 from ..types import TrainingJob
 from ._common import EXIT_OK, UsageError, note
 from ._execute import execute_batch, wants_live_view
-from ._options import add_command, add_log_options, add_rate_limit
+from ._options import add_command, add_log_options, add_rate_limit, finite_positive, positive_int
 from ._report import write_report
 from ._view import print_summary
 
@@ -56,10 +56,15 @@ the batch's HTML report and show how to run the same against the real API.
 def add_demo(subparsers: Subparsers) -> None:
     """`demo`: no key, no network, about 15 seconds."""
     parser = add_command(subparsers, "demo", _demo, _DEMO_HELP)
-    parser.add_argument("--jobs", type=int, default=20, help="how many sample jobs (default 20)")
+    parser.add_argument(
+        "--jobs", type=positive_int, default=20, help="how many sample jobs (default 20)"
+    )
     parser.add_argument("--seed", type=int, default=6, help="the simulator's seed")
     parser.add_argument(
-        "--speed", type=float, default=1.0, help="simulated seconds per real second (default 1)"
+        "--speed",
+        type=finite_positive,
+        default=1.0,
+        help="simulated seconds per real second (default 1)",
     )
     parser.add_argument(
         "--view", choices=("auto", "live", "plain"), default="auto", help="as for `batch`"

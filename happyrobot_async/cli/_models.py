@@ -27,7 +27,7 @@ from ._common import (
     plain_table,
     print_json,
 )
-from ._options import add_command
+from ._options import add_command, finite_positive
 from ._view import change_line
 
 if TYPE_CHECKING:
@@ -122,7 +122,7 @@ def add_wait(subparsers: Subparsers) -> None:
     parser.add_argument(
         "--timeout", type=float, default=None, metavar="S", help="give up after S seconds (exit 3)"
     )
-    parser.add_argument("--poll-interval", type=float, default=2.0, metavar="S")
+    parser.add_argument("--poll-interval", type=finite_positive, default=2.0, metavar="S")
     _add_json(parser)
 
 

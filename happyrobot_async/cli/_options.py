@@ -72,6 +72,14 @@ def number_type(
     return convert
 
 
+#: A count of at least one (`--concurrency`, `--jobs`).
+positive_int = number_type(int, lambda value: value >= 1, "must be at least 1")
+#: A finite number above 0 (poll intervals, a speed): infinity would plan nothing, ever.
+finite_positive = number_type(
+    float, lambda value: 0 < value < math.inf, "must be a finite number above 0"
+)
+
+
 def add_global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
     """The connection, key, rate and log options: on the main parser and each API command.
 
