@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import math
 import os
 import pickle
 import re
 import socket
+import stat
 import subprocess
 import sys
 import weakref
@@ -163,11 +165,6 @@ async def test_watchers_and_batches_refuse_an_endless_poll_interval(
     assert sim.stats.total_requests == 0 and not (tmp_path / "j").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli/_results.py write_rows: os.replace swaps the --out symlink itself for a file "
-    "(as root, --out /dev/stdout replaces /dev/stdout; as a user the final write fails)",
-)
 async def test_out_through_a_symlink_writes_its_target(
     sim: Simulator, run: Run, tmp_path: Path
 ) -> None:
@@ -178,6 +175,28 @@ async def test_out_through_a_symlink_writes_its_target(
     argv = ["batch", str(jobs), "--journal", str(tmp_path / "j"), "--out", str(link)]
     code, _, _ = await run(*argv, "--poll-interval", "0.01", "--view", "plain")
     assert code == 0 and link.is_symlink()
+    assert [json.loads(line)["status"] for line in target.read_text().splitlines()] == [
+        "active",
+        "active",
+    ]
+
+
+async def test_out_that_is_a_fifo_gets_a_row_per_job_as_they_end(
+    sim: Simulator, run: Run, tmp_path: Path
+) -> None:
+    """`--out` naming a FIFO (like /dev/stdout) is streamed: one row per job, never replaced."""
+    jobs = write_jobs(tmp_path / "jobs.jsonl", make_jobs(sim, 3))
+    fifo = tmp_path / "fifo.jsonl"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # so the batch can open it at once
+    try:
+        argv = ["batch", str(jobs), "--journal", str(tmp_path / "j"), "--out", str(fifo)]
+        code, _, _ = await run(*argv, "--poll-interval", "0.01", "--view", "plain")
+        lines = os.read(reader, 1 << 16).decode().splitlines()
+    finally:
+        os.close(reader)
+    assert code == 0 and stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert sorted(json.loads(line)["index"] for line in lines) == [0, 1, 2]
 
 
 @pytest.mark.xfail(

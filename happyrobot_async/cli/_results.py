@@ -6,6 +6,10 @@ that ends gets its row appended and flushed; at the end (a Ctrl-C and
 in input order, unfinished jobs saying so. `.csv` writes CSV, anything else
 JSON lines. A write that fails (a full disk) stops the batch: the journal holds
 every result, so a rerun resumes and writes the file again.
+
+Through a symlink, the file it names is written and replaced, never the link. A
+path that is not a regular file (`/dev/stdout`, a FIFO) cannot be rewritten: it
+gets the rows as jobs end, then one for each job that did not.
 """
 
 from __future__ import annotations
@@ -76,9 +80,12 @@ class ResultsFile:
         self.csv = path.suffix.lower() == ".csv"
         self.error: OSError | None = None
         """Set when a write failed; the batch is stopped and the file left as it is."""
-        parent = path.parent if str(path.parent) else Path(".")
         if path.is_dir():
             raise UsageError(f"--out {path} is a folder, not a file")
+        self._stream = path.exists() and not path.is_file()
+        self._written: set[int] = set()
+        self._target = path = Path(os.path.realpath(path))
+        parent = path.parent
         if not parent.is_dir():
             raise UsageError(f"--out {path}: folder {parent} does not exist")
         target = path if path.exists() else parent
@@ -96,7 +103,7 @@ class ResultsFile:
             return False
         try:
             if self._file is None:
-                self._file = self.path.open("w", encoding="utf-8", newline="")
+                self._file = self._target.open("w", encoding="utf-8", newline="")
                 if self.csv:
                     self._file.write(_csv_line(COLUMNS))
             self._file.write(self._line(result_row(index, row)))
@@ -104,10 +111,18 @@ class ResultsFile:
         except OSError as exc:
             self.error = exc
             return False
+        self._written.add(index)
         return True
 
     def finish(self, progress: BatchProgress) -> None:
-        """Rewrite the whole file in input order (unless a write failed: it stays as it was)."""
+        """Rewrite the whole file in input order (unless a write failed: it stays as it was).
+
+        A stream gets a row for each job it has none for yet, instead.
+        """
+        if self._stream:
+            for index, row in enumerate(progress.jobs):
+                if index not in self._written:
+                    self.add(index, row)
         if self._file is not None:
             try:
                 self._file.close()
@@ -115,9 +130,11 @@ class ResultsFile:
                 self.error = self.error or exc
         if self.error is not None:
             raise UsageError(self._why(self.error))
+        if self._stream:
+            return
         rows = [result_row(index, row) for index, row in enumerate(progress.jobs)]
         try:
-            write_rows(self.path, rows, as_csv=self.csv)
+            write_rows(self._target, rows, as_csv=self.csv)
         except OSError as exc:
             raise UsageError(self._why(exc)) from None
 
