@@ -181,6 +181,10 @@ def _batch_with(
         return EXIT_INTERRUPTED
     except PreflightError as exc:
         raise UsageError(str(exc)) from None
+    except BrokenPipeError:
+        _finish_results(results, progress)
+        note(f"stdout was closed: stopped; journal {args.journal} saved: rerun to resume")
+        raise
     except BaseException:
         _finish_results(results, progress)
         raise

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import sys
 import time
 from collections.abc import Sequence
@@ -55,11 +56,17 @@ def wants_live_view(view: str) -> bool:
 
 
 class _Stops:
-    """Resolves `stopped` with why the run must stop early: a job's label, or None (--out)."""
+    """Resolves `stopped` with why the run must stop early: a job's label, or None (--out,
+    or stdout's reader gone: then `output_gone`)."""
 
     def __init__(self, fail_fast: bool) -> None:
         self.fail_fast = fail_fast
         self.stopped: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        self.output_gone = False
+
+    def on_output_gone(self) -> None:
+        self.output_gone = True
+        self.stop(None)
 
     def on_result(self, result: BatchResult) -> None:
         # failed training and errors alike; run_batch reports no job the journal had finished
@@ -84,10 +91,11 @@ async def execute_batch(
     """Run the batch under a live view or plain lines; cancellation reaches run_batch.
 
     `options` go to `run_batch`, but for `on_change` and `on_result`, which are the view's.
+    Stopped because stdout's reader left (`| head`): `BrokenPipeError`, once it ended.
     """
     progress = options.pop("progress", None) or BatchProgress()
-    lines = None if live else PlainLines(progress)
     stops = _Stops(fail_fast)
+    lines = None if live else PlainLines(progress, on_gone=stops.on_output_gone)
 
     def on_result(result: BatchResult) -> None:
         if lines is not None:
@@ -120,6 +128,8 @@ async def execute_batch(
             task.cancel()
             await asyncio.wait([task])
     elapsed = time.monotonic() - started
+    if stops.output_gone:
+        raise BrokenPipeError(errno.EPIPE, "stdout was closed")
     if task.cancelled():
         why = stops.stopped.result() if stops.stopped.done() else None
         return BatchOutcome(None, progress, elapsed, why, out_failed=why is None)

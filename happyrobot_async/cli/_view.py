@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TextIO
@@ -73,12 +73,20 @@ class PlainLines:
     """A line per status change: `<time> <job> <name> <model id> <previous> -> <current>`.
 
     `<job>` is the job's key, else its use case. A job that ends in an error gets
-    `<time> <job> <name> <model id or -> -> error: <why>`.
+    `<time> <job> <name> <model id or -> -> error: <why>`. Once the output's reader
+    has left (`| head`), nothing more is printed and `on_gone` is called.
     """
 
-    def __init__(self, progress: BatchProgress, out: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        progress: BatchProgress,
+        out: TextIO | None = None,
+        on_gone: Callable[[], object] | None = None,
+    ) -> None:
         self._progress = progress
         self._out = out
+        self._on_gone = on_gone
+        self._gone = False
         self._rows: dict[str, JobProgress] = {}
 
     def on_change(self, change: StatusChange) -> None:
@@ -101,7 +109,14 @@ class PlainLines:
         return self._rows.get(model_id)
 
     def _print(self, line: str) -> None:
-        print(line, file=self._out or sys.stdout, flush=True)
+        if self._gone:
+            return
+        try:
+            print(line, file=self._out or sys.stdout, flush=True)
+        except BrokenPipeError:
+            self._gone = True
+            if self._on_gone is not None:
+                self._on_gone()
 
 
 def _counts_text(progress: BatchProgress) -> list[tuple[str, str, int]]:
