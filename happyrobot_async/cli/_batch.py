@@ -154,7 +154,8 @@ def _batch(args: argparse.Namespace) -> int:
         raise UsageError("--max-poll-interval must be at least --poll-interval")
     jobs = load_jobs(args.jobs)
     read_api_key(args)  # a missing key is a usage error, before anything starts
-    results = ResultsFile(args.out) if args.out is not None else None
+    others = {"--journal": args.journal, "JOBS": args.jobs}
+    results = ResultsFile(args.out, not_these=others) if args.out is not None else None
     if args.dry_run:
         return dry_run_batch(args, jobs)
     journal = _open_journal(args.journal, jobs)  # locked from here to the end of the run

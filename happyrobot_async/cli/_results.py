@@ -8,19 +8,25 @@ JSON lines. A write that fails (a full disk) stops the batch: the journal holds
 every result, so a rerun resumes and writes the file again.
 
 Through a symlink, the file it names is written and replaced, never the link. A
-path that is not a regular file (`/dev/stdout`, a FIFO) cannot be rewritten: it
-gets the rows as jobs end, then one for each job that did not.
+stream cannot be rewritten: a path that is no regular file (`/dev/stdout`, a
+FIFO) or that is this process's stdout or stderr (`--out /dev/stdout >> log`) is
+appended to, a row per job as it ends, then one for each job that did not. A
+FIFO must have its reader already. `--out` may not be the journal or the jobs.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
-from collections.abc import Sequence
+import stat
+from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from datetime import datetime
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from .. import BatchProgress, JobProgress, JobStage
@@ -75,15 +81,34 @@ def result_row(index: int, row: JobProgress) -> dict[str, Any]:
 class ResultsFile:
     """The `--out` file of one run (see the module docstring)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, not_these: Mapping[str, Path] = MappingProxyType({})) -> None:
+        """Check `path` (and open it, if a stream); `not_these`: other files of the run, by
+        the option naming them, that `--out` must not be (the journal, the jobs)."""
         self.path = path
         self.csv = path.suffix.lower() == ".csv"
         self.error: OSError | None = None
         """Set when a write failed; the batch is stopped and the file left as it is."""
-        if path.is_dir():
-            raise UsageError(f"--out {path} is a folder, not a file")
-        self._stream = path.exists() and not path.is_file()
         self._written: set[int] = set()
+        self._file: io.TextIOWrapper | None = None
+        self._header = self.csv
+        try:
+            found = os.stat(path)  # through links: a loop is refused here
+        except FileNotFoundError:
+            found = None
+        except OSError as exc:
+            raise UsageError(f"--out {path}: {exc.strerror or exc}") from None
+        if found is not None and stat.S_ISDIR(found.st_mode):
+            raise UsageError(f"--out {path} is a folder, not a file")
+        for option, other in not_these.items():
+            if _same(path, found, other):
+                raise UsageError(f"--out {path} is {option}: it would be overwritten")
+        self._stream = found is not None and (
+            not stat.S_ISREG(found.st_mode) or _is_our_output(found)
+        )
+        if self._stream:
+            self._target = path  # /dev/stdout resolves to names that cannot be opened
+            self._file = _open_stream(path)
+            return
         self._target = path = Path(os.path.realpath(path))
         parent = path.parent
         if not parent.is_dir():
@@ -91,7 +116,6 @@ class ResultsFile:
         target = path if path.exists() else parent
         if not os.access(target, os.W_OK):
             raise UsageError(f"--out {path}: not writable")
-        self._file: io.TextIOWrapper | None = None
 
     def add(self, index: int, row: JobProgress) -> bool:
         """Append one finished job's row and flush; False once a write has failed.
@@ -104,8 +128,9 @@ class ResultsFile:
         try:
             if self._file is None:
                 self._file = self._target.open("w", encoding="utf-8", newline="")
-                if self.csv:
-                    self._file.write(_csv_line(COLUMNS))
+            if self._header:
+                self._file.write(_csv_line(COLUMNS))
+                self._header = False
             self._file.write(self._line(result_row(index, row)))
             self._file.flush()
         except OSError as exc:
@@ -148,6 +173,37 @@ class ResultsFile:
             f"cannot write --out {self.path}: {exc.strerror or exc}; nothing is lost (the "
             "journal has every result): rerun the same command to resume and write it again"
         )
+
+
+def _same(path: Path, found: os.stat_result | None, other: Path) -> bool:
+    """Whether `path` (whose `os.stat` is `found`) is the file `other` is, or will be."""
+    if found is not None:
+        with suppress(OSError):
+            theirs = os.stat(other)
+            return (found.st_dev, found.st_ino) == (theirs.st_dev, theirs.st_ino)
+    return os.path.realpath(path) == os.path.realpath(other)
+
+
+def _is_our_output(found: os.stat_result) -> bool:
+    """Whether `found` is the file this process's stdout or stderr writes to."""
+    for fd in (1, 2):
+        with suppress(OSError):
+            ours = os.fstat(fd)
+            if (ours.st_dev, ours.st_ino) == (found.st_dev, found.st_ino):
+                return True
+    return False
+
+
+def _open_stream(path: Path) -> io.TextIOWrapper:
+    """Open a stream to append to; a FIFO with no reader is refused, not waited for."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            raise UsageError(f"--out {path}: a FIFO nobody reads yet") from None
+        raise UsageError(f"--out {path}: {exc.strerror or exc}") from None
+    os.set_blocking(fd, True)
+    return open(fd, "a", encoding="utf-8", newline="")
 
 
 def write_rows(path: Path, rows: Sequence[dict[str, Any]], *, as_csv: bool) -> None:
