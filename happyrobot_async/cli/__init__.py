@@ -108,16 +108,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         _drop_stdout()
         return EXIT_BROKEN_PIPE
+    except OSError as exc:  # stdout on a full disk, or what no command expected
+        _drop_stdout()
+        error(f"{type(exc).__name__}: {exc}", one_line=True)
+        return EXIT_FAILED
     finally:
         forget_secrets()
 
 
 def _drop_stdout() -> None:
-    """Stdout's reader left (`list | head`): send what is still buffered nowhere.
+    """Stdout failed (its reader left, its disk is full): send what it still buffers nowhere.
 
     Else Python's flush at exit fails again and prints a traceback (see "Note on
-    SIGPIPE" in the `signal` module's documentation).
+    SIGPIPE" in the `signal` module's documentation). What can still be written is first.
     """
+    with suppress(OSError, ValueError):
+        sys.stdout.flush()
     with suppress(OSError, ValueError):  # a stdout with no file descriptor (captured)
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

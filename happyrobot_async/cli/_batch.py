@@ -182,9 +182,9 @@ def _batch_with(
         return EXIT_INTERRUPTED
     except PreflightError as exc:
         raise UsageError(str(exc)) from None
-    except BrokenPipeError:
+    except OSError as exc:  # stdout cannot be written (`| head`, a full disk)
         _finish_results(results, progress)
-        note(f"stdout was closed: stopped; journal {args.journal} saved: rerun to resume")
+        note(f"stopped ({exc.strerror or exc}); journal {args.journal} saved: rerun to resume")
         raise
     except BaseException:
         _finish_results(results, progress)

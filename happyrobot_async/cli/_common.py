@@ -27,6 +27,8 @@ __all__: list[str] = []
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 #: What a shell reports for a command its reader left (`| head`): 128 + SIGPIPE.
 EXIT_BROKEN_PIPE = 141
+
+
 #: Fields a text log line names after the message (when the message does not show them).
 _CONTEXT_FIELDS = ("job_key", "use_case_id", "model_id")
 _HIDDEN = "<hidden>"

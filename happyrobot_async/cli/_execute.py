@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import errno
 import sys
 import time
 from collections.abc import Sequence
@@ -57,15 +56,15 @@ def wants_live_view(view: str) -> bool:
 
 class _Stops:
     """Resolves `stopped` with why the run must stop early: a job's label, or None (--out,
-    or stdout's reader gone: then `output_gone`)."""
+    or stdout unwritable: then `output_error` says why)."""
 
     def __init__(self, fail_fast: bool) -> None:
         self.fail_fast = fail_fast
         self.stopped: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-        self.output_gone = False
+        self.output_error: OSError | None = None
 
-    def on_output_gone(self) -> None:
-        self.output_gone = True
+    def on_output_gone(self, error: OSError) -> None:
+        self.output_error = error
         self.stop(None)
 
     def on_result(self, result: BatchResult) -> None:
@@ -91,7 +90,8 @@ async def execute_batch(
     """Run the batch under a live view or plain lines; cancellation reaches run_batch.
 
     `options` go to `run_batch`, but for `on_change` and `on_result`, which are the view's.
-    Stopped because stdout's reader left (`| head`): `BrokenPipeError`, once it ended.
+    Stopped because stdout cannot be written (`| head`, a full disk): that `OSError`,
+    once the run ended.
     """
     progress = options.pop("progress", None) or BatchProgress()
     stops = _Stops(fail_fast)
@@ -117,7 +117,9 @@ async def execute_batch(
             **options,
         )
     )
-    view: AbstractContextManager[None] = live_view(progress, title) if live else nullcontext()
+    view: AbstractContextManager[None] = (
+        live_view(progress, title, stops.on_output_gone) if live else nullcontext()
+    )
     try:
         with view:
             ends: list[asyncio.Future[Any]] = [task, stops.stopped]
@@ -128,8 +130,8 @@ async def execute_batch(
             task.cancel()
             await asyncio.wait([task])
     elapsed = time.monotonic() - started
-    if stops.output_gone:
-        raise BrokenPipeError(errno.EPIPE, "stdout was closed")
+    if stops.output_error is not None:
+        raise stops.output_error
     if task.cancelled():
         why = stops.stopped.result() if stops.stopped.done() else None
         return BatchOutcome(None, progress, elapsed, why, out_failed=why is None)

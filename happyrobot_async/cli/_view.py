@@ -12,7 +12,11 @@ their columns do not wrap and are 24 wide at least; names give way instead.
 
 from __future__ import annotations
 
+import asyncio
+import errno
+import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -24,7 +28,7 @@ from ..types import MODEL_ID_LENGTH, StatusChange, TrainingJob
 from ._common import plain_table
 
 if TYPE_CHECKING:
-    from rich.console import RenderableType
+    from rich.console import Console, RenderableType
 
 __all__: list[str] = []
 
@@ -73,15 +77,16 @@ class PlainLines:
     """A line per status change: `<time> <job> <name> <model id> <previous> -> <current>`.
 
     `<job>` is the job's key, else its use case. A job that ends in an error gets
-    `<time> <job> <name> <model id or -> -> error: <why>`. Once the output's reader
-    has left (`| head`), nothing more is printed and `on_gone` is called.
+    `<time> <job> <name> <model id or -> -> error: <why>`. Once the output cannot be
+    written (its reader left, its disk is full), nothing more is printed and `on_gone`
+    gets the error.
     """
 
     def __init__(
         self,
         progress: BatchProgress,
         out: TextIO | None = None,
-        on_gone: Callable[[], object] | None = None,
+        on_gone: Callable[[OSError], object] | None = None,
     ) -> None:
         self._progress = progress
         self._out = out
@@ -113,10 +118,10 @@ class PlainLines:
             return
         try:
             print(line, file=self._out or sys.stdout, flush=True)
-        except BrokenPipeError:
+        except OSError as exc:
             self._gone = True
             if self._on_gone is not None:
-                self._on_gone()
+                self._on_gone(exc)
 
 
 def _counts_text(progress: BatchProgress) -> list[tuple[str, str, int]]:
@@ -173,12 +178,17 @@ def _cut(text: str) -> RenderableType:
 
 
 @contextmanager
-def live_view(progress: BatchProgress, title: str) -> Iterator[None]:
-    """Show the live view (refreshed 4 times a second) while the block runs."""
-    from rich.console import Console
+def live_view(
+    progress: BatchProgress, title: str, on_gone: Callable[[OSError], object] | None = None
+) -> Iterator[None]:
+    """Show the live view (refreshed 4 times a second) while the block runs.
+
+    Once stdout's reader has left, the view goes quiet and `on_gone` is called (see
+    `_console`).
+    """
     from rich.live import Live
 
-    console = Console()
+    console = _console(on_gone)
     started = time.monotonic()
     max_rows = max(5, console.size.height - 8)
     with Live(
@@ -224,11 +234,35 @@ def _count_order(item: tuple[str, int]) -> tuple[int, str]:
     return (names.index(item[0]) if item[0] in names else len(names), item[0])
 
 
-def _rich_summary(headline: str, counts: dict[str, int], failed: Sequence[list[str]]) -> None:
+def _console(on_gone: Callable[[OSError], object] | None = None) -> Console:
+    """A rich console for stdout that a reader leaving (`| head`) does not end the process.
+
+    Where rich would exit (or end only the live view's refresh thread), it goes quiet
+    and calls `on_gone` on the event loop, or without one raises `BrokenPipeError`.
+    """
     from rich.console import Console
+
+    loop = asyncio.get_running_loop() if on_gone is not None else None
+
+    class QuietWhenGone(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            gone = BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+            if loop is None or on_gone is None:
+                raise gone
+            if threading.get_ident() == loop_thread:
+                on_gone(gone)
+            else:
+                loop.call_soon_threadsafe(on_gone, gone)
+
+    loop_thread = threading.get_ident()
+    return QuietWhenGone()
+
+
+def _rich_summary(headline: str, counts: dict[str, int], failed: Sequence[list[str]]) -> None:
     from rich.table import Table
 
-    console = Console()
+    console = _console()
     table = Table(title="Batch summary", title_justify="left")
     table.add_column("status")
     table.add_column("jobs", justify="right")
