@@ -53,6 +53,12 @@ def check_poll_intervals(poll_interval: float, max_poll_interval: float) -> None
 
     An infinite interval would plan a model's next poll never: refused, not a hang.
     """
+    for field, value in (
+        ("poll_interval", poll_interval),
+        ("max_poll_interval", max_poll_interval),
+    ):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InvalidRequestError(field, f"must be a number of seconds, got {value!r}")
     if not 0 < poll_interval < math.inf:
         raise InvalidRequestError("poll_interval", "must be a finite number > 0 (seconds)")
     if not poll_interval <= max_poll_interval < math.inf:
