@@ -72,12 +72,13 @@ class _SafeCreate:
         fields = {"method": "POST", "path": "/models", "use_case_id": self.create.use_case_id}
         return f"create {self.create.name!r}", fields
 
-    async def send(self, request: Request, number: int) -> Response:
+    def send(self, request: Request, number: int) -> Awaitable[Response]:
+        # not a coroutine of its own: the attempt loop awaits the transport's at once
         self.sent = time.time()
         if self.started is None:
             self.started, self.floor = self.sent, self.reconciler.floor(self.sent)
         self.attempts = number
-        return await self._send(request, number)
+        return self._send(request, number)
 
     def decode(
         self, status: int, headers: Mapping[str, str], body: bytes, request: Request
