@@ -130,7 +130,7 @@ async def execute_batch(
             task.cancel()
             await asyncio.wait([task])
     elapsed = time.monotonic() - started
-    if stops.output_error is not None:
+    if stops.output_error is not None and task.cancelled():  # not once the batch had ended
         raise stops.output_error
     if task.cancelled():
         why = stops.stopped.result() if stops.stopped.done() else None
