@@ -110,13 +110,7 @@ async def execute_batch(
         on_result=on_result,
     )
     started = time.monotonic()
-    task = asyncio.create_task(
-        run_batch(
-            client,
-            jobs,
-            **options,
-        )
-    )
+    task = asyncio.create_task(run_batch(client, jobs, **options))
     view: AbstractContextManager[None] = (
         live_view(progress, title, stops.on_output_gone) if live else nullcontext()
     )

@@ -243,6 +243,7 @@ def _console(on_gone: Callable[[OSError], object] | None = None) -> Console:
     from rich.console import Console
 
     loop = asyncio.get_running_loop() if on_gone is not None else None
+    loop_thread = threading.get_ident()  # rich's live view also writes from a thread
 
     class QuietWhenGone(Console):
         def on_broken_pipe(self) -> None:
@@ -255,7 +256,6 @@ def _console(on_gone: Callable[[OSError], object] | None = None) -> Console:
             else:
                 loop.call_soon_threadsafe(on_gone, gone)
 
-    loop_thread = threading.get_ident()
     return QuietWhenGone()
 
 
