@@ -15,7 +15,6 @@ import inspect
 import random
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -70,6 +69,9 @@ class Runner:
         self.journal = journal
         self.progress = progress
         self.slots = asyncio.Semaphore(concurrency)
+        # Intents are written up to `concurrency` POSTs ahead, so that a free slot
+        # never waits for an fsync: see `_create_once`.
+        self.ahead = asyncio.Semaphore(2 * concurrency)
         self.deadline = None if deadline is None else time.monotonic() + deadline
         self.user_on_change: OnChange | None = None
         self.on_result: OnResult | None = None
@@ -115,9 +117,7 @@ class Runner:
         while True:
             row.stage = JobStage.QUEUED
             try:
-                async with self.slots:
-                    row.stage = JobStage.SUBMITTING
-                    model, recorded = await self._create_once(job, state, row)
+                return await self._create_once(job, state, row)
             except TRANSIENT as exc:
                 delay = min(MAX_BACKOFF, self._backoff_base() * 2**failures)
                 delay *= self.rng.uniform(0.5, 1.0)
@@ -128,18 +128,14 @@ class Runner:
                 row.stage, row.error = JobStage.RETRYING, str(exc)
                 await asyncio.sleep(delay)
                 row.error = None
-            else:
-                # Its slot is free for the next POST while this record reaches the disk: a
-                # crash before then leaves the intent, and the next run looks the model up.
-                await self.journal.wait(recorded)
-                return model
 
-    async def _create_once(
-        self, job: TrainingJob, state: JobState, row: JobProgress
-    ) -> tuple[Model, Future[None]]:
-        """Find or create the job's model; with the journal's (pending) record of it."""
+    async def _create_once(self, job: TrainingJob, state: JobState, row: JobProgress) -> Model:
+        """Find or create the job's model, and record it in the journal."""
         if state.sent_at is not None:  # a POST of an earlier attempt was never confirmed
-            found = await self.client.models._find_created(job, state.sent_at)
+            async with self.slots:
+                row.stage = JobStage.SUBMITTING
+                found = await self.client.models._find_created(job, state.sent_at)
+            row.stage = JobStage.QUEUED
             if found is not None:
                 if found.id in state.history:
                     raise HappyRobotError(
@@ -147,25 +143,30 @@ class Runner:
                         f"earlier model {found.id}; cannot tell whether another was created"
                     )
                 log.info("job %s: found model %s from an earlier attempt", job.label, found.id)
-                return found, self._created(job, state, row, found)
+                self._created(job, state, row, found)
+                return found
         ambiguous_before = state.sent_at is not None
-        await self.journal.wait(self.journal.intent(job))
-        _mirror(row, state)
-        try:
-            model = await self.client.models._create(job)
-        except PROOF as exc:
-            if not ambiguous_before:  # refused, and nothing earlier may exist: proof
-                await self.journal.wait(self.journal.done(job, None, str(exc)))
-            raise
-        return model, self._created(job, state, row, model)
+        # The intent is on disk before the POST leaves, as ever; it is written while
+        # earlier POSTs hold the slots, so the fsync's latency is off the critical path.
+        async with self.ahead:
+            intent = self.journal.intent(job)
+            _mirror(row, state)
+            try:
+                async with self.slots:
+                    row.stage = JobStage.SUBMITTING
+                    await self.journal.wait(intent)
+                    model = await self.client.models._create(job)
+            except PROOF as exc:
+                if not ambiguous_before:  # refused, and nothing earlier may exist: proof
+                    await self.journal.wait(self.journal.done(job, None, str(exc)))
+                raise
+        self._created(job, state, row, model)
+        return model
 
-    def _created(
-        self, job: TrainingJob, state: JobState, row: JobProgress, model: Model
-    ) -> Future[None]:
-        recorded = self.journal.created(job, model.id)
+    def _created(self, job: TrainingJob, state: JobState, row: JobProgress, model: Model) -> None:
+        self.journal.created(job, model.id)
         row.model_status = model.raw_status
         _mirror(row, state)
-        return recorded
 
     async def _retry_gap(self, state: JobState) -> None:
         """A retry's POST waits until a lookup can tell its model from the previous one."""

@@ -8,12 +8,14 @@
   dropped and cut from the file; `read_records` parses them, header first, and
   `check_versions` that every record is of the header's version.
 - `Appender`: appends lines on its own thread, so the event loop never waits on
-  the disk. Lines that must be durable get a future, resolved once they are
+  the disk. Lines that must be durable get a waiter, resolved once they are
   fsynced; everything waiting is written and fsynced together (group commit).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import errno
 import fcntl
 import os
@@ -22,6 +24,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
+from typing import TypeAlias
 
 from ._journal_records import Record, parse
 from .errors import JournalError
@@ -145,12 +148,19 @@ def rewrite(path: Path, lines: Sequence[bytes]) -> None:
         os.close(directory)
 
 
-_Item = tuple[bytes, "Future[None] | None"]
-_STOP = (b"", None)
+Waiter: TypeAlias = "asyncio.Future[None] | Future[None]"
+"""Resolved once a durable line is on disk: an asyncio future on an event loop, else a thread's."""
+_Item: TypeAlias = tuple[bytes, "Waiter | None"]
+_STOP: list[_Item] = []
 
 
 class Appender:
-    """Appends lines to a file on its own thread; durable lines resolve a future once fsynced.
+    """Appends lines to a file on its own thread; durable lines resolve a waiter once fsynced.
+
+    Made for an event loop's rate of small lines: the lines of one loop iteration
+    go to the thread together, and the waiters of one fsync are resolved by one
+    callback on their loop. So the thread takes the GIL a few times per fsync, not
+    a few times per line, and the loop is woken once per fsync.
 
     A write or fsync that fails (a full disk) fails every waiting future and every
     later one with that `OSError`: what was not written is simply not in the
@@ -158,8 +168,9 @@ class Appender:
     """
 
     def __init__(self, path: Path) -> None:
-        self._file = path.open("ab")
-        self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._queue: queue.SimpleQueue[list[_Item]] = queue.SimpleQueue()
+        self._held: list[_Item] = []
         self.error: OSError | None = None
         self.fsyncs = 0
         """How many fsyncs were made (group commit makes it far fewer than durable lines)."""
@@ -167,58 +178,87 @@ class Appender:
         self._thread.start()
         self._closed = False
 
-    def append(self, line: bytes, *, durable: bool) -> Future[None] | None:
-        """Queue `line`; with `durable`, a future resolved once it is on disk."""
+    def append(self, line: bytes, *, durable: bool) -> Waiter | None:
+        """Queue `line`; with `durable`, a waiter resolved once it is on disk."""
         if self._closed:
             raise RuntimeError("the journal is closed")
-        future: Future[None] | None = Future() if durable else None
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        waiter: Waiter | None = None
+        if durable:
+            waiter = loop.create_future() if loop is not None else Future()
         if self.error is not None:
-            if future is not None:
-                future.set_exception(self.error)
-            return future
-        self._queue.put((line, future))
-        return future
+            if waiter is not None:
+                waiter.set_exception(self.error)
+            return waiter
+        self._held.append((line, waiter))
+        if loop is None:
+            self._hand_over()
+        elif len(self._held) == 1:
+            loop.call_soon(self._hand_over)
+        return waiter
+
+    def _hand_over(self) -> None:
+        if self._held:
+            held, self._held = self._held, []
+            self._queue.put(held)
 
     def close(self) -> None:
         """Write and fsync what is queued, stop the thread, close the file; raise its error."""
         if not self._closed:
             self._closed = True
+            self._hand_over()
             self._queue.put(_STOP)
             self._thread.join()
-            try:
-                self._file.close()
-            except OSError as exc:  # what a full disk left in the buffer
-                self.error = self.error or exc
+            os.close(self._fd)
         if self.error is not None:
             raise self.error
 
     def _run(self) -> None:
         stop = False
         while not stop:
-            batch = [self._queue.get()]
+            batches = [self._queue.get()]
             while True:
                 try:
-                    batch.append(self._queue.get_nowait())
+                    batches.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            stop = _STOP in batch
-            items = [item for item in batch if item is not _STOP]
-            self._write(items, sync=stop or any(future for _, future in items))
+            stop = any(batch is _STOP for batch in batches)
+            items = [item for batch in batches for item in batch]
+            self._write(items, sync=stop or any(waiter for _, waiter in items))
 
     def _write(self, items: list[_Item], *, sync: bool) -> None:
         if self.error is None:
             try:
-                self._file.write(b"".join(line for line, _ in items))
-                self._file.flush()
+                data = b"".join(line for line, _ in items)
+                while data:  # a regular file takes it all at once; anything else may not
+                    data = data[os.write(self._fd, data) :]
                 if sync:
-                    os.fsync(self._file.fileno())
+                    os.fsync(self._fd)
                     self.fsyncs += 1
             except OSError as exc:
                 self.error = exc
-        for _, future in items:
-            if future is not None and future.set_running_or_notify_cancel():
-                # (a future whose waiter was cancelled is cancelled: nobody is told)
-                if self.error is not None:
-                    future.set_exception(self.error)
-                else:
-                    future.set_result(None)
+        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+        for _, waiter in items:
+            if isinstance(waiter, asyncio.Future):
+                by_loop.setdefault(waiter.get_loop(), []).append(waiter)
+            elif waiter is not None and waiter.set_running_or_notify_cancel():
+                _settle(waiter, self.error)
+        for loop, waiters in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits
+                loop.call_soon_threadsafe(_settle_all, waiters, self.error)
+
+
+def _settle_all(waiters: list[asyncio.Future[None]], error: OSError | None) -> None:
+    for waiter in waiters:
+        if not waiter.done():  # (a waiter cancelled with its task: nobody is told)
+            _settle(waiter, error)
+
+
+def _settle(waiter: Waiter, error: OSError | None) -> None:
+    if error is not None:
+        waiter.set_exception(error)
+    else:
+        waiter.set_result(None)

@@ -24,7 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from ._jobs import JobId, content_digest, job_id
-from ._journal_io import Appender, JournalLock, check_versions, read_records, rewrite
+from ._journal_io import (
+    Appender,
+    JournalLock,
+    Waiter,
+    check_versions,
+    read_records,
+    rewrite,
+)
 from ._journal_records import Record, encode, jobs_fingerprint, migrate_v1
 from ._journal_state import JobState, refuse_changed, replay
 from .errors import JournalError
@@ -33,7 +40,7 @@ from .types import TrainingJob
 __all__: list[str] = []
 
 
-_RESOLVED: Future[None] = Future()
+_RESOLVED: Waiter = Future()
 _RESOLVED.set_result(None)
 
 
@@ -83,13 +90,9 @@ class Journal:
                 return cls(path, states, None, lock)
             if upgraded is not None:
                 rewrite(path, upgraded)
-            appender = Appender(path)
-            if upgraded is None and not records and not _has_header(path):
-                header = {"type": "header", "at": _now()}
-                future = appender.append(encode(header), durable=True)
-                assert future is not None
-                future.result()
-            return cls(path, states, appender, lock)
+            elif not records and not _has_header(path):
+                rewrite(path, [encode({"type": "header", "at": _now()})])
+            return cls(path, states, Appender(path), lock)
         except OSError as exc:
             lock.release()
             raise JournalError(f"cannot use journal {path}: {exc.strerror or exc}") from None
@@ -115,14 +118,19 @@ class Journal:
         """fsyncs made so far by this journal's writer."""
         return self._appender.fsyncs if self._appender is not None else 0
 
-    def intent(self, job: TrainingJob) -> Future[None]:
+    def intent(self, job: TrainingJob) -> Waiter:
         """Record that `job` is about to be POSTed; the future resolves once it is on disk."""
         record = {"type": "intent", "at": _now(), "content": content_digest(job)}
         return self._record(job, record, durable=True)
 
-    def created(self, job: TrainingJob, model_id: str) -> Future[None]:
-        """Record that `job` created (or a lookup found) model `model_id`."""
-        return self._record(job, {"type": "created", "model_id": model_id, "at": _now()})
+    def created(self, job: TrainingJob, model_id: str) -> None:
+        """Record that `job` created (or a lookup found) model `model_id`.
+
+        Not fsynced on its own: the intent before it is, so if this line is lost
+        (the machine, not just the process, went down) the next run looks the
+        model up; the next fsync (any intent or `done`) takes it to the disk.
+        """
+        self._record(job, {"type": "created", "model_id": model_id, "at": _now()}, durable=False)
 
     def status(
         self, job: TrainingJob, model_id: str, status: str, at: datetime | None = None
@@ -131,22 +139,23 @@ class Journal:
         record = {"type": "status", "model_id": model_id, "status": status, "at": at or _now()}
         self._record(job, record, durable=False)
 
-    def done(
-        self, job: TrainingJob, model: dict[str, Any] | None, error: str | None
-    ) -> Future[None]:
+    def done(self, job: TrainingJob, model: dict[str, Any] | None, error: str | None) -> Waiter:
         """Record that `job` is finished: its terminal model, or the refusal that proved none."""
         return self._record(job, {"type": "done", "model": model, "error": error, "at": _now()})
 
-    async def wait(self, future: Future[None]) -> None:
+    async def wait(self, future: Waiter) -> None:
         """Wait until a record is on disk; a failed write is a `JournalError` (nothing lost)."""
-        if future is _RESOLVED:
-            return
         try:
-            await asyncio.wrap_future(future)
+            if future.done():  # no suspension: the usual case for an intent written ahead
+                future.result()
+            elif isinstance(future, asyncio.Future):
+                await future
+            else:
+                await asyncio.wrap_future(future)
         except OSError as exc:
             raise _broken(self.path, exc) from None
 
-    def _record(self, job: TrainingJob, record: Record, *, durable: bool = True) -> Future[None]:
+    def _record(self, job: TrainingJob, record: Record, *, durable: bool = True) -> Waiter:
         state = self.state(job)
         record = {"type": record.pop("type"), "job": state.identity, **record}
         state.apply(record)
