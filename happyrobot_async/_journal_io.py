@@ -151,16 +151,19 @@ def rewrite(path: Path, lines: Sequence[bytes]) -> None:
 Waiter: TypeAlias = "asyncio.Future[None] | Future[None]"
 """Resolved once a durable line is on disk: an asyncio future on an event loop, else a thread's."""
 _Item: TypeAlias = tuple[bytes, "Waiter | None"]
-_STOP: list[_Item] = []
+_Batch: TypeAlias = tuple[list[_Item], "asyncio.AbstractEventLoop | None"]
+_STOP: _Batch = ([], None)
 
 
 class Appender:
     """Appends lines to a file on its own thread; durable lines resolve a waiter once fsynced.
 
-    Made for an event loop's rate of small lines: the lines of one loop iteration
-    go to the thread together, and the waiters of one fsync are resolved by one
-    callback on their loop. So the thread takes the GIL a few times per fsync, not
-    a few times per line, and the loop is woken once per fsync.
+    Group commit, made for an event loop's rate of small lines: a loop has at most
+    one batch with the thread at a time, and what it appends meanwhile waits to go
+    as the next batch, with one write and (if a line in it must be durable) one
+    fsync. The thread tells the loop with one callback per batch, which resolves
+    the batch's waiters. So the thread takes the GIL a few times per batch, not per
+    line: each time it does, a busy loop must let go of it.
 
     A write or fsync that fails (a full disk) fails every waiting future and every
     later one with that `OSError`: what was not written is simply not in the
@@ -169,8 +172,9 @@ class Appender:
 
     def __init__(self, path: Path) -> None:
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        self._queue: queue.SimpleQueue[list[_Item]] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Batch] = queue.SimpleQueue()
         self._held: list[_Item] = []
+        self._busy: asyncio.AbstractEventLoop | None = None  # the loop whose batch is out
         self.error: OSError | None = None
         self.fsyncs = 0
         """How many fsyncs were made (group commit makes it far fewer than durable lines)."""
@@ -195,21 +199,35 @@ class Appender:
             return waiter
         self._held.append((line, waiter))
         if loop is None:
-            self._hand_over()
-        elif len(self._held) == 1:
-            loop.call_soon(self._hand_over)
+            self._hand_over(None)
+        elif len(self._held) == 1 and self._busy is not loop:
+            loop.call_soon(self._hand_over, loop)
         return waiter
 
-    def _hand_over(self) -> None:
-        if self._held:
+    def _hand_over(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        """Give the thread what is held (from `loop`: unless a batch of it is still out)."""
+        if self._held and (loop is None or self._busy is not loop):
             held, self._held = self._held, []
-            self._queue.put(held)
+            self._busy = loop
+            self._queue.put((held, loop))
+
+    def _written(
+        self, loop: asyncio.AbstractEventLoop, waiters: list[asyncio.Future[None]]
+    ) -> None:
+        """On `loop`: its batch is on disk (or failed); send what it appended meanwhile."""
+        if self._busy is loop:
+            self._busy = None
+        for waiter in waiters:
+            if not waiter.done():  # (a waiter cancelled with its task: nobody is told)
+                _settle(waiter, self.error)
+        if not self._closed:
+            self._hand_over(loop)
 
     def close(self) -> None:
         """Write and fsync what is queued, stop the thread, close the file; raise its error."""
         if not self._closed:
             self._closed = True
-            self._hand_over()
+            self._hand_over(None)
             self._queue.put(_STOP)
             self._thread.join()
             os.close(self._fd)
@@ -226,10 +244,17 @@ class Appender:
                 except queue.Empty:
                     break
             stop = any(batch is _STOP for batch in batches)
-            items = [item for batch in batches for item in batch]
+            items = [item for lines, _ in batches for item in lines]
             self._write(items, sync=stop or any(waiter for _, waiter in items))
+            for loop in {loop for _, loop in batches if loop is not None}:
+                waiters = [
+                    w for _, w in items if isinstance(w, asyncio.Future) and w.get_loop() is loop
+                ]
+                with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits
+                    loop.call_soon_threadsafe(self._written, loop, waiters)
 
     def _write(self, items: list[_Item], *, sync: bool) -> None:
+        """Write `items` (and fsync with `sync`); settle their thread futures."""
         if self.error is None:
             try:
                 data = b"".join(line for line, _ in items)
@@ -240,21 +265,9 @@ class Appender:
                     self.fsyncs += 1
             except OSError as exc:
                 self.error = exc
-        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
         for _, waiter in items:
-            if isinstance(waiter, asyncio.Future):
-                by_loop.setdefault(waiter.get_loop(), []).append(waiter)
-            elif waiter is not None and waiter.set_running_or_notify_cancel():
+            if isinstance(waiter, Future) and waiter.set_running_or_notify_cancel():
                 _settle(waiter, self.error)
-        for loop, waiters in by_loop.items():
-            with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits
-                loop.call_soon_threadsafe(_settle_all, waiters, self.error)
-
-
-def _settle_all(waiters: list[asyncio.Future[None]], error: OSError | None) -> None:
-    for waiter in waiters:
-        if not waiter.done():  # (a waiter cancelled with its task: nobody is told)
-            _settle(waiter, error)
 
 
 def _settle(waiter: Waiter, error: OSError | None) -> None:
