@@ -69,8 +69,9 @@ class Runner:
         self.journal = journal
         self.progress = progress
         self.slots = asyncio.Semaphore(concurrency)
-        # Intents are written up to `concurrency` POSTs ahead, so that a free slot
-        # never waits for an fsync: see `_create_once`.
+        # Jobs between their intent and their POST's end: the POSTs out, and as many
+        # with their intent on its way to the disk, so a free slot rarely waits for an
+        # fsync (see `_create_once`).
         self.ahead = asyncio.Semaphore(2 * concurrency)
         self.deadline = None if deadline is None else time.monotonic() + deadline
         self.user_on_change: OnChange | None = None
