@@ -195,7 +195,7 @@ class Appender:
             waiter = loop.create_future() if loop is not None else Future()
         if self.error is not None:
             if waiter is not None:
-                waiter.set_exception(self.error)
+                _settle(waiter, self.error)
             return waiter
         self._held.append((line, waiter))
         if loop is None:
@@ -271,7 +271,10 @@ class Appender:
 
 
 def _settle(waiter: Waiter, error: OSError | None) -> None:
-    if error is not None:
-        waiter.set_exception(error)
-    else:
+    if error is None:
         waiter.set_result(None)
+        return
+    waiter.set_exception(error)
+    # A waiter nobody awaits any more (its task was cancelled) must not be logged
+    # as "exception never retrieved": the error is raised by `close()` all the same.
+    waiter.exception()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import threading
 from concurrent.futures import Future
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from test_batch import QUICK, jobs_for
 
 import happyrobot_async as hr
@@ -185,3 +187,23 @@ async def test_every_job_has_intent_created_and_done_in_that_order(
             order.setdefault(str(record["job"]), []).append(record["type"])
     assert len(order) == 12
     assert all(kinds == ["intent", "created", "done"] for kinds in order.values())
+
+
+async def test_a_failed_write_nobody_waits_for_is_not_logged_as_never_retrieved(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Durable lines on a full disk whose tasks stopped waiting: no "exception was never
+    retrieved" noise from asyncio; close() still raises the disk's error."""
+    appender = Appender(Path("/dev/full"))
+    waiters = [appender.append(b"x\n", durable=True) for _ in range(3)]
+    for _ in range(200):
+        await asyncio.sleep(0.005)
+        if all(w is not None and w.done() for w in waiters):
+            break
+    late = appender.append(b"y\n", durable=True)  # after the failure: failed at once
+    assert late is not None and late.done()
+    del waiters, late
+    gc.collect()
+    assert "never retrieved" not in caplog.text
+    with pytest.raises(OSError, match="No space left"):
+        appender.close()
