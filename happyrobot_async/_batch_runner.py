@@ -133,7 +133,7 @@ class Runner:
     async def _create_once(self, job: TrainingJob, state: JobState, row: JobProgress) -> Model:
         """Find or create the job's model, and record it in the journal."""
         if state.sent_at is not None:  # a POST of an earlier attempt was never confirmed
-            async with self.slots:
+            async with self.ahead, self.slots:  # (ahead too: intents wait for lookups' slots)
                 row.stage = JobStage.SUBMITTING
                 found = await self.client.models._find_created(job, state.sent_at)
             row.stage = JobStage.QUEUED

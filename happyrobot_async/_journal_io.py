@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import fcntl
 import os
@@ -134,7 +133,11 @@ def _whole(line: bytes) -> bool:
 
 
 def rewrite(path: Path, lines: Sequence[bytes]) -> None:
-    """Replace `path` with `lines`, atomically and durably (a crash leaves old or new)."""
+    """Replace `path` with `lines`, atomically and durably (a crash leaves old or new).
+
+    Through a symlink, the file it points to is replaced, and the link kept.
+    """
+    path = Path(os.path.realpath(path))
     temporary = path.with_name(f".{path.name}.tmp")
     with temporary.open("wb") as file:
         file.writelines(lines)
@@ -151,41 +154,57 @@ def rewrite(path: Path, lines: Sequence[bytes]) -> None:
 Waiter: TypeAlias = "asyncio.Future[None] | Future[None]"
 """Resolved once a durable line is on disk: an asyncio future on an event loop, else a thread's."""
 _Item: TypeAlias = tuple[bytes, "Waiter | None"]
-_Batch: TypeAlias = tuple[list[_Item], "asyncio.AbstractEventLoop | None"]
+_Batch: TypeAlias = tuple[list[_Item], "_Side | None"]
 _STOP: _Batch = ([], None)
+
+
+class JournalGoneError(OSError):
+    """The journal's file was removed or replaced while the batch ran: what it records is lost."""
+
+
+class _Side:
+    """One event loop's lines on their way to the writer thread: one batch out at a time."""
+
+    __slots__ = ("held", "loop", "out")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.held: list[_Item] = []
+        self.out = False
 
 
 class Appender:
     """Appends lines to a file on its own thread; durable lines resolve a waiter once fsynced.
 
-    Group commit, made for an event loop's rate of small lines: a loop has at most
-    one batch with the thread at a time, and what it appends meanwhile waits to go
-    as the next batch, with one write and (if a line in it must be durable) one
-    fsync. The thread tells the loop with one callback per batch, which resolves
-    the batch's waiters. So the thread takes the GIL a few times per batch, not per
-    line: each time it does, a busy loop must let go of it.
+    Group commit, made for an event loop's rate of small lines: each loop has at
+    most one batch with the thread at a time, and what it appends meanwhile waits
+    to go as its next batch, with one write and (if a line in it must be durable)
+    one fsync. The thread tells the loop with one callback per batch, which
+    resolves the batch's waiters. So the thread takes the GIL a few times per
+    batch, not per line: each time it does, a busy loop must let go of it.
 
-    A write or fsync that fails (a full disk) fails every waiting future and every
-    later one with that `OSError`: what was not written is simply not in the
-    journal, as if the runner had been killed there.
+    A write or fsync that fails (a full disk), or a file found removed or replaced
+    at an fsync, fails every waiting future and every later one with that
+    `OSError`: what was not written is simply not in the journal, as if the
+    runner had been killed there.
     """
 
     def __init__(self, path: Path) -> None:
+        self._path = path
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._queue: queue.SimpleQueue[_Batch] = queue.SimpleQueue()
-        self._held: list[_Item] = []
-        self._busy: asyncio.AbstractEventLoop | None = None  # the loop whose batch is out
+        self._sides: dict[asyncio.AbstractEventLoop, _Side] = {}
         self.error: OSError | None = None
         self.fsyncs = 0
         """How many fsyncs were made (group commit makes it far fewer than durable lines)."""
         self._thread = threading.Thread(target=self._run, name="happyrobot-journal", daemon=True)
         self._thread.start()
-        self._closed = False
+        self.closed = False
 
     def append(self, line: bytes, *, durable: bool) -> Waiter | None:
         """Queue `line`; with `durable`, a waiter resolved once it is on disk."""
-        if self._closed:
-            raise RuntimeError("the journal is closed")
+        if self.closed:
+            raise JournalError(f"journal {self._path} is closed")
         try:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
@@ -197,37 +216,40 @@ class Appender:
             if waiter is not None:
                 _settle(waiter, self.error)
             return waiter
-        self._held.append((line, waiter))
         if loop is None:
-            self._hand_over(None)
-        elif len(self._held) == 1 and self._busy is not loop:
-            loop.call_soon(self._hand_over, loop)
+            self._queue.put(([(line, waiter)], None))
+            return waiter
+        side = self._sides.get(loop)
+        if side is None:
+            side = self._sides[loop] = _Side(loop)
+        side.held.append((line, waiter))
+        if len(side.held) == 1 and not side.out:
+            loop.call_soon(self._send, side)
         return waiter
 
-    def _hand_over(self, loop: asyncio.AbstractEventLoop | None) -> None:
-        """Give the thread what is held (from `loop`: unless a batch of it is still out)."""
-        if self._held and (loop is None or self._busy is not loop):
-            held, self._held = self._held, []
-            self._busy = loop
-            self._queue.put((held, loop))
+    def _send(self, side: _Side) -> None:
+        """Give the thread what `side` holds, unless a batch of it is still out."""
+        if side.held and not side.out:
+            held, side.held = side.held, []
+            side.out = True
+            self._queue.put((held, side))
 
-    def _written(
-        self, loop: asyncio.AbstractEventLoop, waiters: list[asyncio.Future[None]]
-    ) -> None:
-        """On `loop`: its batch is on disk (or failed); send what it appended meanwhile."""
-        if self._busy is loop:
-            self._busy = None
+    def _written(self, side: _Side, waiters: list[asyncio.Future[None]]) -> None:
+        """On `side`'s loop: its batch is on disk (or failed); send what came meanwhile."""
+        side.out = False
         for waiter in waiters:
             if not waiter.done():  # (a waiter cancelled with its task: nobody is told)
                 _settle(waiter, self.error)
-        if not self._closed:
-            self._hand_over(loop)
+        if not self.closed:
+            self._send(side)
 
     def close(self) -> None:
         """Write and fsync what is queued, stop the thread, close the file; raise its error."""
-        if not self._closed:
-            self._closed = True
-            self._hand_over(None)
+        if not self.closed:
+            self.closed = True
+            for side in list(self._sides.values()):
+                side.out = False
+                self._send(side)
             self._queue.put(_STOP)
             self._thread.join()
             os.close(self._fd)
@@ -246,12 +268,20 @@ class Appender:
             stop = any(batch is _STOP for batch in batches)
             items = [item for lines, _ in batches for item in lines]
             self._write(items, sync=stop or any(waiter for _, waiter in items))
-            for loop in {loop for _, loop in batches if loop is not None}:
-                waiters = [
-                    w for _, w in items if isinstance(w, asyncio.Future) and w.get_loop() is loop
-                ]
-                with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits
-                    loop.call_soon_threadsafe(self._written, loop, waiters)
+            for lines, side in batches:
+                if side is not None:
+                    self._tell(side, lines)
+
+    def _tell(self, side: _Side, lines: list[_Item]) -> None:
+        """Tell `side`'s loop its batch is written; a closed loop's held lines are written now."""
+        waiters = [waiter for _, waiter in lines if isinstance(waiter, asyncio.Future)]
+        try:
+            side.loop.call_soon_threadsafe(self._written, side, waiters)
+        except RuntimeError:  # its loop is closed: nobody waits, and nobody would send the rest
+            self._sides.pop(side.loop, None)
+            held, side.held = side.held, []
+            if held:
+                self._write(held, sync=True)
 
     def _write(self, items: list[_Item], *, sync: bool) -> None:
         """Write `items` (and fsync with `sync`); settle their thread futures."""
@@ -263,11 +293,22 @@ class Appender:
                 if sync:
                     os.fsync(self._fd)
                     self.fsyncs += 1
+                    self._check_still_there()
             except OSError as exc:
                 self.error = exc
         for _, waiter in items:
             if isinstance(waiter, Future) and waiter.set_running_or_notify_cancel():
                 _settle(waiter, self.error)
+
+    def _check_still_there(self) -> None:
+        """`JournalGoneError` if the path no longer names the file written (removed, moved)."""
+        written = os.fstat(self._fd)
+        try:
+            named = os.stat(self._path)
+        except FileNotFoundError:
+            named = None
+        if named is None or (named.st_dev, named.st_ino) != (written.st_dev, written.st_ino):
+            raise JournalGoneError(errno.ENOENT, "the file was removed or replaced while in use")
 
 
 def _settle(waiter: Waiter, error: OSError | None) -> None:

@@ -142,6 +142,8 @@ async def _open(
     if journal is None:
         return Journal.memory(), True
     if isinstance(journal, Journal):
+        if journal.closed:
+            raise JournalError(f"journal {journal.path} is closed: pass its path, or an open one")
         return journal, False
     opening = asyncio.get_running_loop().run_in_executor(
         None, lambda: Journal.open(journal, jobs, readonly=readonly)

@@ -26,6 +26,7 @@ from typing import Any
 from ._jobs import JobId, content_digest, job_id
 from ._journal_io import (
     Appender,
+    JournalGoneError,
     JournalLock,
     Waiter,
     check_versions,
@@ -59,6 +60,8 @@ class Journal:
         """Every job the journal knows, by identity (jobs no longer in the list too)."""
         self._appender = appender
         self._lock = lock
+        self.closed = False
+        """True once `close()` was called: nothing more can be recorded."""
 
     @classmethod
     def memory(cls) -> Journal:
@@ -74,6 +77,8 @@ class Journal:
         `readonly` (a dry run) changes nothing on disk: a missing journal is not created.
         """
         path = Path(path)
+        if path.exists() and not path.is_file():  # a FIFO or a device would block or never end
+            raise JournalError(f"cannot use journal {path}: it is not a regular file")
         if readonly and not path.exists():
             if not path.parent.is_dir():
                 raise JournalError(f"cannot use journal {path}: its folder does not exist")
@@ -172,6 +177,7 @@ class Journal:
 
     def close(self) -> None:
         """Write out what is queued, fsync, close, and release the lock."""
+        self.closed = True
         try:
             if self._appender is not None:
                 self._appender.close()
@@ -215,6 +221,13 @@ def _has_header(path: Path) -> bool:
 
 
 def _broken(path: Path | None, exc: OSError) -> JournalError:
+    if isinstance(exc, JournalGoneError):
+        return JournalError(
+            f"journal {path} was removed or replaced while the batch ran, so the batch "
+            "stopped: the models created so far exist, and only the journal knows which "
+            "jobs they belong to. Put the file back before rerunning: a rerun without it "
+            "creates those models again"
+        )
     return JournalError(
         f"cannot write journal {path}: {exc.strerror or exc}; nothing is lost: "
         "free the space (or fix the permissions) and rerun the same command to resume"
