@@ -234,12 +234,14 @@ class Appender:
             side.out = True
             self._queue.put((held, side))
 
-    def _written(self, side: _Side, waiters: list[asyncio.Future[None]]) -> None:
+    def _written(
+        self, side: _Side, waiters: list[asyncio.Future[None]], error: OSError | None
+    ) -> None:
         """On `side`'s loop: its batch is on disk (or failed); send what came meanwhile."""
         side.out = False
         for waiter in waiters:
             if not waiter.done():  # (a waiter cancelled with its task: nobody is told)
-                _settle(waiter, self.error)
+                _settle(waiter, error)
         if not self.closed:
             self._send(side)
 
@@ -276,7 +278,7 @@ class Appender:
         """Tell `side`'s loop its batch is written; a closed loop's held lines are written now."""
         waiters = [waiter for _, waiter in lines if isinstance(waiter, asyncio.Future)]
         try:
-            side.loop.call_soon_threadsafe(self._written, side, waiters)
+            side.loop.call_soon_threadsafe(self._written, side, waiters, self.error)
         except RuntimeError:  # its loop is closed: nobody waits, and nobody would send the rest
             self._sides.pop(side.loop, None)
             held, side.held = side.held, []
