@@ -190,7 +190,7 @@ class Appender:
     """
 
     def __init__(self, path: Path) -> None:
-        self._path = path
+        self._path = Path(os.path.abspath(path))  # the same file if the process changes folder
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._queue: queue.SimpleQueue[_Batch] = queue.SimpleQueue()
         self._sides: dict[asyncio.AbstractEventLoop, _Side] = {}

@@ -207,3 +207,22 @@ async def test_a_failed_write_nobody_waits_for_is_not_logged_as_never_retrieved(
     assert "never retrieved" not in caplog.text
     with pytest.raises(OSError, match="No space left"):
         appender.close()
+
+
+async def test_a_relative_journal_path_survives_a_change_of_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A journal opened by a relative path, then the process changes folder: its lines still
+    go to the same file and the removed-or-replaced check does not misfire."""
+    monkeypatch.chdir(tmp_path)
+    appender = Appender(Path("j"))
+    first = appender.append(b"one\n", durable=True)
+    assert isinstance(first, asyncio.Future)
+    await first
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    second = appender.append(b"two\n", durable=True)
+    assert isinstance(second, asyncio.Future)
+    await second
+    appender.close()
+    assert (tmp_path / "j").read_text().split() == ["one", "two"]
