@@ -156,7 +156,7 @@ class Runner:
                 async with self.slots:
                     row.stage = JobStage.SUBMITTING
                     await self.journal.wait(intent)
-                    model = await self.client.models._create(job)
+                    model = await self.client.models._create(job, earlier=state.history)
             except PROOF as exc:
                 if not ambiguous_before:  # refused, and nothing earlier may exist: proof
                     await self.journal.wait(self.journal.done(job, None, str(exc)))

@@ -70,10 +70,15 @@ class Reconciler:
 
     def claim(self, model: Model) -> Model:
         """`model` was returned by a create: no other create may adopt it."""
-        self._claimed[model.id] = None
+        self.claim_id(model.id)
+        return model
+
+    def claim_id(self, model_id: str) -> None:
+        """No create may adopt model `model_id` (a create returned it, or an earlier run)."""
+        self._claimed[model_id] = None
+        self._claimed.move_to_end(model_id)
         if len(self._claimed) > CLAIMS_KEPT:
             self._claimed.popitem(last=False)
-        return model
 
     def floor(self, ours: float) -> float | None:
         """The earliest server time (epoch seconds) when ours read `ours`, by the clock now."""

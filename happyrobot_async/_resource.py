@@ -46,6 +46,7 @@ class ClientCore(Protocol):
     ) -> Awaitable[T]: ...
     async def _send_once(self, request: Request, timeout: float | None) -> Response: ...
     def _create(self, create: CreateModel, timeout: float | None = None) -> Awaitable[Model]: ...
+    def _claim(self, model_ids: Iterable[str]) -> None: ...
     async def _find_created(self, create: CreateModel, since: datetime) -> Model | None: ...
 
 
@@ -135,8 +136,13 @@ class Models:
         """The list, with the items that did not decode set aside (reconciling's way in)."""
         return await self._client._read(list_request(use_case_id), decode_models)
 
-    async def _create(self, create: CreateModel) -> Model:
-        """Create a validated request once (the batch runner's way in)."""
+    async def _create(self, create: CreateModel, *, earlier: Iterable[str] = ()) -> Model:
+        """Create a validated request once (the batch runner's way in).
+
+        `earlier`: the job's models from earlier attempts, which reconciling an
+        ambiguous attempt must never adopt as this one's.
+        """
+        self._client._claim(earlier)
         return await self._client._create(create)
 
     async def _find_created(self, create: CreateModel, since: datetime) -> Model | None:

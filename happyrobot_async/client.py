@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import functools
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
 from datetime import datetime
 from types import TracebackType
 from typing import TypeVar, Unpack
@@ -179,6 +179,11 @@ class HappyRobotClient:
         send = self._sender(timeout)
         within = timeout or self._timeout or self._transport.timeout
         return create_safely(send, self._attempts, self._reconciler, create, timeout=within)
+
+    def _claim(self, model_ids: Iterable[str]) -> None:
+        """No create of this client may adopt these models (a job's earlier ones)."""
+        for model_id in model_ids:
+            self._reconciler.claim_id(model_id)
 
     def _sender(self, timeout: float | None) -> Send:
         """The transport's `send`, with this call's timeout (else the client's) bound in."""

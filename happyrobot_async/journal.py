@@ -5,7 +5,8 @@ grow, shrink or be reordered between runs; a job changed after its create was
 sent is refused by name. One runner at a time holds a journal (an OS lock);
 lines are appended and fsynced on a thread of their own, in groups, and an
 intent is on disk before its POST leaves. The line formats are in
-`_journal_records`, the file handling in `_journal_io`.
+`_journal_records`, the file handling in `_journal_io`, the writer thread in
+`_journal_writer`.
 
 Replay rebuilds each job's `JobState`: its attempts, its history (every model
 id it ever had) and the times of its current attempt. A torn last line (a crash
@@ -24,17 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from ._jobs import JobId, content_digest, job_id
-from ._journal_io import (
-    Appender,
-    JournalGoneError,
-    JournalLock,
-    Waiter,
-    check_versions,
-    read_records,
-    rewrite,
-)
+from ._journal_io import JournalLock, check_versions, read_records, rewrite
 from ._journal_records import Record, encode, jobs_fingerprint, migrate_v1
 from ._journal_state import JobState, refuse_changed, replay
+from ._journal_writer import Appender, JournalGoneError, Waiter
 from .errors import JournalError
 from .types import TrainingJob
 

@@ -513,14 +513,14 @@ def test_requests_outside_the_last_second_do_not_count_at_engagement() -> None:
 STALLING_BATCH = """
 import sys, time
 from pathlib import Path
-from happyrobot_async import _journal_io
-marker, write = Path(sys.argv[1]), _journal_io.Appender._write
+from happyrobot_async import _journal_writer
+marker, write = Path(sys.argv[1]), _journal_writer.Appender._write
 def stalling(self, items, *, sync):
     if any(b'"type":"created"' in line for line, _ in items):
         marker.write_text("stalled")
         time.sleep(3600)
     return write(self, items, sync=sync)
-_journal_io.Appender._write = stalling
+_journal_writer.Appender._write = stalling
 from happyrobot_async.cli import main
 sys.exit(main(sys.argv[2:]))
 """

@@ -27,7 +27,7 @@ from conftest import write_jobs as write_jobs_file
 from test_batch import QUICK, jobs_for
 
 import happyrobot_async as hr
-from happyrobot_async._journal_io import Appender
+from happyrobot_async._journal_writer import Appender
 from happyrobot_async.journal import Journal, states_summary
 from happyrobot_async.testing import Fault, Simulator
 from happyrobot_async.testing.pytest_plugin import SimulatorFactory

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 import happyrobot_async as hr
-from happyrobot_async._journal_io import Appender
 from happyrobot_async._journal_records import jobs_fingerprint
+from happyrobot_async._journal_writer import Appender
 from happyrobot_async.journal import Journal, states_summary
 
 M1, M2 = "m" * 24, "n" * 24

@@ -15,7 +15,7 @@ import pytest
 from test_batch import QUICK, jobs_for
 
 import happyrobot_async as hr
-from happyrobot_async._journal_io import Appender
+from happyrobot_async._journal_writer import Appender
 from happyrobot_async.testing.pytest_plugin import SimulatorFactory
 
 
