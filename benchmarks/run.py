@@ -385,7 +385,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in names:
         if args.render_only:
             results[name] = json.loads((kept / f"{name}.json").read_text())
-            commands[name] = ["python", "-m", f"benchmarks.{name}"]
+            env = ENVIRONMENTS.get(name, {})
+            commands[name] = [
+                *(f"{k}={v}" for k, v in env.items()),
+                "python",
+                "-m",
+                f"benchmarks.{name}",
+            ]
             continue
         extra = ["--smoke"] if args.smoke else []
         results[name], commands[name] = run_one(name, extra)
