@@ -96,7 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         error(str(exc))
         return EXIT_USAGE
     except (InvalidRequestError, JournalError) as exc:
-        # refused before anything was done: the command line (or its files) must change
+        # refused up front, or a journal that could not be kept: the command line, its
+        # files or the disk must change before a rerun
         error(str(exc), one_line=True)
         return EXIT_USAGE
     except HappyRobotError as exc:
