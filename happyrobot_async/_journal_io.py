@@ -3,8 +3,8 @@
 - `JournalLock`: `fcntl.flock(LOCK_EX | LOCK_NB)` on `<journal>.lock` (beside the file
   a symlinked journal points to), taken before the journal is read and held until
   it is closed; the holder's pid is written into it, so a second runner is told
-  who holds it. The kernel drops the lock
-  with its process, so a killed runner leaves no stale lock.
+  who holds it. The kernel drops the lock with its process, so a killed runner
+  leaves no stale lock.
 - `read_lines`: the journal's lines, with a torn last line (a crash mid-write)
   dropped and cut from the file; `read_records` parses them, header first, and
   `check_versions` that every record is of the header's version.
