@@ -94,7 +94,8 @@ class HappyRobotClient:
         self._transport = Transport(
             self.base_url,
             headers,
-            timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout),
+            timeout=timeout,
+            connect_timeout=connect_timeout,
             max_concurrency=max_concurrency,
             rate_limit=rate_limit,
             session=session,

@@ -164,6 +164,10 @@ async def _after(
         return await responses.truncated(request, response, date)
     if fault.kind == "oversize":
         return responses.oversize(response, fault.size)
+    if fault.kind == "stall":
+        outcome.status = responses.STALLED
+        date = state.wall.http_date() if state.wall.offset else None
+        return await state.hangs.stall(request, response, date)
     if fault.kind == "malformed_json":
         return responses.malformed_json()
     if fault.kind == "wrong_shape":

@@ -23,6 +23,7 @@ FaultKind = Literal[
     "hang",
     "client_error",
     "oversize",
+    "stall",
 ]
 Route = Literal["create", "get", "list"]
 
@@ -33,7 +34,7 @@ ROUTES: tuple[str, ...] = get_args(Route)
 BEFORE_KINDS = frozenset({"rate_limit", "server_error", "drop", "redirect", "hang", "client_error"})
 #: Faults applied to a successful response (a create is stored first).
 AFTER_KINDS = frozenset(
-    {"truncate", "commit_then_fail", "malformed_json", "wrong_shape", "oversize"}
+    {"truncate", "commit_then_fail", "malformed_json", "wrong_shape", "oversize", "stall"}
 )
 
 _SERVER_ERROR_STATUSES = (500, 502, 503, 504)
@@ -58,9 +59,10 @@ class Fault:
     before handling (nothing is stored): rate_limit, server_error, client_error,
     drop, redirect and hang (no answer at all until the client disconnects or the
     simulator closes). Kinds that spoil a successful response (a create is stored
-    first): truncate, commit_then_fail, malformed_json, wrong_shape and oversize
-    (the JSON body followed by `size` bytes of whitespace). latency delays and
-    combines with any other.
+    first): truncate, commit_then_fail, malformed_json, wrong_shape, oversize
+    (the JSON body followed by `size` bytes of whitespace) and stall (the status,
+    headers and half the body, then nothing until the client disconnects or the
+    simulator closes). latency delays and combines with any other.
 
     Parameters only matter to the kinds that use them: `delay` (latency, real
     seconds), `retry_after` (rate_limit: default 1.0; server_error and client_error:

@@ -16,6 +16,8 @@ from ._faults import Fault, retry_after_headers
 DROPPED = "drop"
 #: Marks a request that got no answer until the client left or the simulator closed.
 HUNG = "hang"
+#: Marks a response that stopped half way until the client left or the simulator closed.
+STALLED = "stall"
 
 #: How often a hung request checks whether its client is still connected (seconds).
 _HANG_POLL = 0.05
@@ -140,6 +142,29 @@ class Hangs:
 
     async def hold(self, request: web.Request) -> web.Response:
         """Wait, answering nothing, then close the connection (the response is never sent)."""
+        await self.wait(request)
+        return drop(request)
+
+    async def stall(
+        self, request: web.Request, response: web.Response, date: str | None = None
+    ) -> web.StreamResponse:
+        """Send `response`'s status, headers and half its body; wait; then hang up.
+
+        `date` is the `Date` header to send (None: aiohttp's, the real time).
+        """
+        body = response.body if isinstance(response.body, bytes) else b""
+        stream = web.StreamResponse(status=response.status, headers=response.headers)
+        if date is not None:
+            stream.headers[hdrs.DATE] = date
+        stream.content_length = len(body)
+        await stream.prepare(request)
+        await stream.write(body[: len(body) // 2])
+        await self.wait(request)
+        drop(request)
+        return stream
+
+    async def wait(self, request: web.Request) -> None:
+        """Until the client disconnects or `release()`."""
         if not self.closing:
             released: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._waiters.add(released)
@@ -148,7 +173,6 @@ class Hangs:
                     await asyncio.wait((released,), timeout=_HANG_POLL)
             finally:
                 self._waiters.discard(released)
-        return drop(request)
 
     def release(self) -> None:
         """Free every held request, and every one that arrives until `closing` is reset."""

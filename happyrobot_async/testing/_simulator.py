@@ -73,7 +73,7 @@ class Simulator:
     "+00:00" or "fraction"; set it at construction to cover the seeded base models).
     `add_raw_item()` slips unvalidated JSON among a use case's models,
     `add_api_key(forbidden=True)` makes a key that is refused with 403, and the
-    `Fault` kinds hang, client_error and oversize (optionally bound to one
+    `Fault` kinds hang, stall, client_error and oversize (optionally bound to one
     `model_id`) misbehave on demand.
     """
 
