@@ -22,6 +22,8 @@ __all__: list[str] = []
 
 #: Seconds: deadlines are rounded up to a multiple of this, and share a timer per multiple.
 TICK: Final = 0.01
+#: Seconds (about 30 years): a longer timeout is this one, so tick numbers stay finite.
+LONGEST: Final = 1e9
 
 
 class Deadlines:
@@ -59,7 +61,7 @@ class Deadline:
 
     def __init__(self, deadlines: Deadlines, seconds: float) -> None:
         self._deadlines = deadlines
-        self._seconds = seconds
+        self._seconds = min(seconds, LONGEST)
         self._expired = False
 
     def __enter__(self) -> Deadline:

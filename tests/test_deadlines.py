@@ -87,6 +87,12 @@ async def test_thousands_of_deadlines_share_few_timers_and_all_fire() -> None:
     assert await asyncio.gather(*tasks) == ["timed out"] * 2000
 
 
+async def test_an_astronomical_timeout_is_a_long_one() -> None:
+    """A timeout of 1e308 s (allowed: it is finite) neither overflows nor fires."""
+    with Deadlines().after(1e308):
+        await asyncio.sleep(0.01)
+
+
 def test_a_deadline_outside_a_task_is_refused() -> None:
     """Entering a deadline in a plain loop callback (no task) is a clear RuntimeError."""
     loop = asyncio.new_event_loop()
