@@ -20,7 +20,7 @@ import aiohttp
 import yarl
 
 from . import errors
-from ._deadlines import Deadlines
+from ._deadlines import Deadlines, EndedByClose
 from ._gate import Gate
 from ._logging import log
 from ._ratelimit import AdaptiveRateLimiter
@@ -129,6 +129,7 @@ class Transport:
         """Close the session if we opened it; a borrowed one is the caller's."""
         self._closed, self._loop = True, None
         self._pacing.wake_all()  # requests waiting for their turn: end them now
+        self._deadlines.end_all()  # and the ones in flight (a stalled body read never wakes)
         if self._owns_session and self._session is not None:
             self._abandoned.detach()
             await self._session.close()
@@ -176,7 +177,7 @@ class Transport:
                             body = await raw.read()
                         else:
                             body = await self._read_capped(raw, request)
-            except (aiohttp.ClientError, TimeoutError) as exc:
+            except (aiohttp.ClientError, TimeoutError, EndedByClose) as exc:
                 raise _connection_error(exc, request) from exc
         finally:
             gate.give()
@@ -279,6 +280,10 @@ def _connection_error(exc: BaseException, request: Request) -> errors.APIConnect
         reason = exc.os_error.strerror or type(exc.os_error).__name__
         return errors.APIConnectionError(
             f"could not connect: {reason}", method=method, path=path, request_sent=False
+        )
+    if isinstance(exc, EndedByClose):
+        return errors.APIConnectionError(
+            "connection lost: the client was closed", method=method, path=path
         )
     if isinstance(exc, aiohttp.ClientPayloadError):
         return errors.APIConnectionError("response cut short", method=method, path=path)
