@@ -17,6 +17,7 @@ import pytest
 from conftest import FAST, client_for, create_args, models_named, wait_until
 
 import happyrobot_async as hr
+from happyrobot_async._deadlines import TICK
 from happyrobot_async.testing import Fault, Simulator
 from happyrobot_async.testing.pytest_plugin import SimulatorFactory
 
@@ -136,10 +137,13 @@ async def test_a_cancel_in_the_same_turn_as_expiry_is_a_cancel(simulator: Simula
     async with client_for(simulator, timeout=0.1, max_retries=0, retry_policy=None) as client:
         tasks = [asyncio.create_task(client.models.get(first_model(simulator))) for _ in range(20)]
         await asyncio.sleep(0.02)
-        # every deadline of this batch shares one tick: cancel at exactly that time
-        when = max(tick for tick in client._transport._deadlines._ticks) * 0.01
-        for task in tasks:
-            loop.call_at(when, task.cancel)
+        # cancel each request at exactly its own tick's time (a slow start can spread the
+        # twenty over two ticks)
+        ticks = client._transport._deadlines._ticks
+        assert sum(len(tick.due) for tick in ticks.values()) == 20
+        for number, tick in ticks.items():
+            for deadline in tick.due:
+                loop.call_at(number * TICK, deadline._task.cancel)
         results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5)
         assert all(isinstance(result, asyncio.CancelledError) for result in results), results
         simulator.faults = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 
 import pytest
@@ -66,10 +67,12 @@ async def test_an_outer_timeout_is_the_outers() -> None:
 
 
 async def test_thousands_of_deadlines_share_few_timers_and_all_fire() -> None:
-    """2,000 requests started together time out together: each one, on a handful of timers."""
+    """2,000 requests started together time out together: each one, on one timer per tick
+    their start spanned (a handful, not 2,000)."""
     deadlines = Deadlines()
     loop = asyncio.get_running_loop()
     before = len(loop._scheduled)  # type: ignore[attr-defined]
+    started = loop.time()
 
     async def request() -> str:
         try:
@@ -81,8 +84,9 @@ async def test_thousands_of_deadlines_share_few_timers_and_all_fire() -> None:
 
     tasks = [asyncio.create_task(request()) for _ in range(2000)]
     await asyncio.sleep(0)
+    spanned = math.ceil((loop.time() - started) / TICK) + 1
     timers = len(loop._scheduled) - before - 2000  # type: ignore[attr-defined]  # less the sleeps
-    assert timers <= 3
+    assert timers <= spanned < 50
     assert await asyncio.gather(*tasks) == ["timed out"] * 2000
 
 
