@@ -77,16 +77,18 @@ class _Tick:
         due.discard(deadline)
         if not due:
             self.timer.cancel()
-            ticks = self._deadlines._ticks
-            if ticks.get(self._number) is self:
-                del ticks[self._number]
+            self._forget()
 
     def _expire(self) -> None:
+        self._forget()
+        for deadline in self.due:
+            deadline._expire(TimeoutError)
+
+    def _forget(self) -> None:
+        """No new deadline joins this tick (unless `end_all()` already dropped them all)."""
         ticks = self._deadlines._ticks
         if ticks.get(self._number) is self:
             del ticks[self._number]
-        for deadline in self.due:
-            deadline._expire(TimeoutError)
 
 
 class Deadline:

@@ -65,7 +65,8 @@ class Transport:
         self._secret = self._headers["authorization"].removeprefix("Bearer ").encode()
         self._total = timeout
         self._deadlines = Deadlines()
-        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout)
+        # aiohttp's part: connecting only (a borrowed session's own `total` is overridden too)
+        self._connect_only = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout)
         self._max_concurrency = max_concurrency
         self._gate = Gate(max_concurrency)
         self._pacing = Sleeps()
@@ -84,7 +85,11 @@ class Transport:
         self._per_request: dict[str, Any] = (
             {}
             if session is None
-            else {"headers": self._headers, "timeout": self._timeout, "raise_for_status": False}
+            else {
+                "headers": self._headers,
+                "timeout": self._connect_only,
+                "raise_for_status": False,
+            }
         )
 
     def _ensure_session(self) -> aiohttp.ClientSession:
@@ -103,7 +108,7 @@ class Transport:
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 headers=self._headers,
-                timeout=self._timeout,
+                timeout=self._connect_only,
                 cookie_jar=aiohttp.DummyCookieJar(),  # an API client keeps no cookies
             )
             # aiohttp silently resends a GET once when a pooled connection drops;
