@@ -26,6 +26,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 from benchmarks import (
     bulk,
     fault_soak,
+    floor,
     profiling,
     speedups,
     structuring,
@@ -37,6 +38,7 @@ from benchmarks._common import ROOT, fmt, machine
 BENCHMARKS: dict[str, Callable[[dict[str, Any]], str]] = {
     "throughput": throughput.render,
     "speedups": speedups.render,
+    "floor": floor.render,
     "watcher_scale": watcher_scale.render,
     "fault_soak": fault_soak.render,
     "structuring": structuring.render,
@@ -46,6 +48,7 @@ BENCHMARKS: dict[str, Callable[[dict[str, Any]], str]] = {
 TITLES = {
     "throughput": "1. Throughput",
     "speedups": "1b. Throughput with `[speedups]`",
+    "floor": "1c. Floor: aiohttp's share and the SDK's",
     "watcher_scale": "2. Watcher scale",
     "fault_soak": "3. Fault soak",
     "structuring": "4. Structuring",
@@ -54,8 +57,8 @@ TITLES = {
 }
 
 
-#: Environment each benchmark runs with: section 1 measures the core, without the extra.
-ENVIRONMENTS = {"throughput": {"HAPPYROBOT_NO_SPEEDUPS": "1"}}
+#: Environment each benchmark runs with: sections 1 and 1c measure the core, without the extra.
+ENVIRONMENTS = {name: {"HAPPYROBOT_NO_SPEEDUPS": "1"} for name in ("throughput", "floor")}
 #: Throughput targets (issue 13): SDK/raw req/s and client CPU per request, every concurrency.
 RPS_TARGET, CPU_TARGET, SPEEDUPS_RPS_TARGET = 0.95, 1.08, 1.0
 
@@ -193,6 +196,19 @@ def reading(results: dict[str, dict[str, Any]]) -> list[str]:
                     else "."
                 )
             )
+    fl = results.get("floor")
+    for row in fl["summary"] if fl else []:
+        raw, tuned, bare = (row[name]["median"] for name in ("raw", "tuned", "bare"))
+        allowed = CPU_TARGET * raw - tuned
+        lines.append(
+            f"- Floor, {row['op']} at concurrency {row['concurrency']}: of raw aiohttp's "
+            f"{raw:.0f} µs of client CPU per request, a bare HTTP/1.1 exchange on asyncio "
+            f"needs {bare:.0f}; aiohttp's client machinery adds "
+            f"{row['machinery']['median']:.1f} µs with the SDK's settings, and its defaults "
+            f"{row['defaults']['median']:.1f} more. The SDK's own work is "
+            f"{row['sdk_work']['median']:.1f} µs over aiohttp with its settings; target 1 "
+            f"(≤ {CPU_TARGET}x raw) would leave it {allowed:.1f} µs."
+        )
     pr = results.get("profiling")
     if pr:
         shares = {op: dict(pr["profiles"][op]["groups"]) for op in ("get", "create")}

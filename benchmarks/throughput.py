@@ -195,6 +195,7 @@ async def block(
     sizes: dict[str, int],
     order: Sequence[str],
     rep: int,
+    make: Callable[[str, SimProcess, int], Variant] = make_variant,
 ) -> dict[str, dict[str, float]]:
     """Every variant N requests against one fresh simulator, taking turns in chunks.
 
@@ -215,7 +216,7 @@ async def block(
         for name in order:
             prefix = f"{name}-r{rep}-c{concurrency}"
             inputs[name] = create_bodies(sim, prefix, sizes[name] + 2 * concurrency)
-    variants = {name: make_variant(name, sim, concurrency) for name in order}
+    variants = {name: make(name, sim, concurrency) for name in order}
     totals = {name: {"seconds": 0.0, "cpu": 0.0, "server": 0.0} for name in order}
     try:
         calls = {

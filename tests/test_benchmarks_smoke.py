@@ -10,6 +10,7 @@ import pytest
 from benchmarks import (
     bulk,
     fault_soak,
+    floor,
     profiling,
     run,
     speedups,
@@ -144,3 +145,15 @@ def test_versus_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     assert versus.main(["HEAD", "--requests", "40", "--repeat", "1", "--concurrency", "4"]) == 0
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith("get c=4, client CPU") and "HEAD" in line and "this checkout" in line
+
+
+def test_floor_smoke() -> None:
+    """Every variant of the floor completes; the parts are the paired differences they name."""
+    result = smoke(floor)
+    assert [row["op"] for row in result["summary"]] == ["get", "create"]
+    for row in result["summary"]:
+        assert all(row[name]["median"] > 0 for name in floor.VARIANTS)
+        run_ = next(r for r in result["runs"] if r["op"] == row["op"])
+        assert row["sdk_work"]["median"] == run_["sdk"]["cpu_us"] - run_["tuned"]["cpu_us"]
+    page = run.render({"floor": result}, {"floor": ["python", "-m", "x"]}, smoke=True)
+    assert "## 1c. Floor" in page and "- Floor, get at concurrency 8: " in page
