@@ -12,9 +12,9 @@ turns chunk by chunk, paired per repetition), at concurrency 64:
   deadline), URLs taken as already encoded, no redirects.
 - **bare HTTP/1.1**: a keep-alive exchange written straight on an asyncio
   `Protocol` (request line and headers out; status, `Content-Length` and body
-  in; anything else is an error) + `json.loads`. A lower bound of what any
-  HTTP client on asyncio pays here, not a client: no chunked bodies, TLS,
-  timeouts, limits or error mapping.
+  in; anything else is an error) + `json.loads`: what the exchange itself
+  costs in pure Python on asyncio's own loop. Not a client: no chunked
+  bodies, TLS, timeouts, limits or error mapping.
 - **happyrobot_async**: `client.models.get` / `create`, as in section 1 (the
   core alone: `run.py` runs this with `HAPPYROBOT_NO_SPEEDUPS=1`).
 
