@@ -155,5 +155,7 @@ def test_floor_smoke() -> None:
         assert all(row[name]["median"] > 0 for name in floor.VARIANTS)
         run_ = next(r for r in result["runs"] if r["op"] == row["op"])
         assert row["sdk_work"]["median"] == run_["sdk"]["cpu_us"] - run_["tuned"]["cpu_us"]
+        budget = floor.CPU_TARGET * run_["raw"]["cpu_us"] - run_["tuned"]["cpu_us"]
+        assert row["budget"]["median"] == budget
     page = run.render({"floor": result}, {"floor": ["python", "-m", "x"]}, smoke=True)
-    assert "## 1c. Floor" in page and "- Floor, get at concurrency 8: " in page
+    assert "## 1c. Floor" in page and "- Floor, get at concurrency 8: raw aiohttp spends" in page
