@@ -32,7 +32,8 @@ requests in flight: a cheap client waits on the server more and wakes its event
 loop once per response or so, a busier one handles many responses per wake-up.
 So bare pays more per request for its loop than it would at aiohttp's pace
 (aiohttp's part reads small), and the SDK's own work includes what aiohttp
-spends more per request when the client is busier.
+spends more per request when the client is busier. Absolute µs follow the
+machine's speed when the section ran: across sections, compare ratios.
 """
 
 from __future__ import annotations
