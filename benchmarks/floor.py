@@ -275,7 +275,7 @@ def render(result: dict[str, Any]) -> str:
             row["op"],
             str(row["concurrency"]),
             *(fmt(row[part]) for part in PARTS),
-            fmt(row["budget"]) if "budget" in row else "?",
+            fmt(row["budget"]),
         ]
         for row in result["summary"]
     ]
